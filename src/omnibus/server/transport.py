@@ -1,0 +1,259 @@
+"""One ``asyncio.Protocol`` per client socket: bytes in to a session, bytes out in one write per loop turn.
+
+Strategy (after asyncpg's ``protocol.pyx``): ``data_received`` hands the bytes to the connection's session,
+which feeds its sans-IO codec and acts on the events at once, synchronously. Whatever the session (or
+another connection's session, for fan-out) writes is queued in a list and handed to the transport with one
+``writelines`` per loop turn, so a burst of 1,000 small messages costs one syscall, not 1,000.
+
+Flow control: ``pause_writing``/``resume_writing`` come from the transport's high/low water marks. By
+default a paused connection stops reading its socket (a request/response client then waits for us, which
+is the back-pressure we want); sessions may override the hooks (NATS treats a subscriber that stays
+behind as a slow consumer, see :attr:`Connection.pending_bytes`).
+
+File regions (Kafka Fetch) go out with ``os.sendfile`` on the raw socket when nothing else is queued —
+uvloop 0.23 raises NotImplementedError for ``loop.sendfile`` — and fall back to ``pread`` + write for
+whatever the kernel would not take at once, so ordering is never broken.
+
+Rules: event-loop thread only. No logging and no per-message awaits on these paths; run bench/ before
+changing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from omnibus.server.app import BrokerServer
+
+__all__ = ["Connection", "Session", "SessionFactory", "ProtocolStats"]
+
+#: Transport write-buffer water marks. Above HIGH the transport calls pause_writing; below LOW, resume.
+#: 1 MiB/256 KiB keeps a fast consumer's pipe full without letting one connection hold much memory.
+WRITE_HIGH_WATER = 1024 * 1024
+WRITE_LOW_WATER = 256 * 1024
+#: Read size for the pread fallback of a file region the socket would not take at once.
+PREAD_CHUNK = 1024 * 1024
+
+
+class Session(Protocol):
+    """What a protocol session (server/<protocol>_session.py) offers to its connection."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def shutdown(self) -> None:
+        """The broker is stopping: say goodbye in the protocol's words (e.g. AMQP 320) and close."""
+
+
+SessionFactory = Callable[["Connection", "BrokerServer"], Session]
+
+
+class ProtocolStats:
+    """Plain counters for one protocol, read by the metrics collector at scrape time (no locks, no labels
+    on the hot path)."""
+
+    __slots__ = ("connections", "connections_total", "bytes_in", "bytes_out")
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.connections_total = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
+class Connection(asyncio.Protocol):
+    """A client socket bound to one session. Event-loop thread only."""
+
+    __slots__ = ("server", "protocol", "stats", "transport", "session", "peer", "_factory", "_out",
+                 "_out_size", "_flush_scheduled", "_loop", "writing_paused", "closed", "_regions")
+
+    def __init__(self, server: "BrokerServer", protocol: str, factory: SessionFactory,
+                 stats: ProtocolStats) -> None:
+        self.server = server
+        self.protocol = protocol
+        self.stats = stats
+        self._factory = factory
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.peer: tuple[str, int] | None = None
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self.writing_paused = False
+        self.closed = False
+        self._regions: list[Any] | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - the socket died already
+                pass
+        self.peer = transport.get_extra_info("peername")
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        if not self.server.add_connection(self):
+            # Over max_connections: refuse without a session, as nats-server does before INFO.
+            self.closed = True
+            transport.abort()
+            return
+        self.stats.connections += 1
+        self.stats.connections_total += 1
+        self.session = self._factory(self, self.server)
+
+    def data_received(self, data: bytes) -> None:
+        self.stats.bytes_in += len(data)
+        if self.session is not None and not self.closed:
+            self.session.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self.stats.connections -= 1
+        self.closed = True
+        self._out.clear()
+        self._out_size = 0
+        self._regions = None
+        self.server.remove_connection(self)
+        if self.session is not None:
+            self.session.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        hook = getattr(self.session, "pause_writing", None)
+        if hook is not None:
+            hook()
+        elif self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        hook = getattr(self.session, "resume_writing", None)
+        if hook is not None:
+            hook()
+        elif self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+        if self._regions:
+            self._send_regions()
+
+    # -- output ----------------------------------------------------------------------------------------
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued for this client and not yet taken by the kernel."""
+        buffered = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        return self._out_size + buffered
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes; they go out with everything else queued in this loop turn."""
+        if self.closed:
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand everything queued to the transport now (one syscall for the lot)."""
+        self._flush_scheduled = False
+        if not self._out or self.closed or self.transport is None:
+            return
+        out = self._out
+        self.stats.bytes_out += self._out_size
+        self._out = []
+        self._out_size = 0
+        if self._regions:
+            # File regions are ahead of these bytes; keep order by queueing behind them.
+            self._regions.extend(out)
+            return
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.writelines(out)
+
+    def write_regions(self, regions: list[Any]) -> None:
+        """Send file regions (objects with ``fd``, ``position``, ``size``) after what is queued.
+
+        Uses ``os.sendfile`` on the socket while the transport's buffer is empty; whatever the kernel does
+        not take at once is read with ``pread`` and written through the transport, keeping order.
+        """
+        if self.closed or not regions:
+            return
+        self.flush()
+        if self._regions is None:
+            self._regions = []
+        self._regions.extend(regions)
+        self._send_regions()
+
+    def _send_regions(self) -> None:
+        queue = self._regions
+        transport = self.transport
+        if not queue or transport is None or self.closed:
+            return
+        sock = transport.get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+        while queue:
+            item = queue[0]
+            if isinstance(item, (bytes, bytearray, memoryview)):
+                transport.write(item)
+                queue.pop(0)
+                continue
+            if fileno >= 0 and transport.get_write_buffer_size() == 0:
+                try:
+                    sent = os.sendfile(fileno, item.fd, item.position, item.size)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = -1  # not a socket sendfile supports, or the peer went away: fall back
+                if sent == item.size:
+                    self.stats.bytes_out += sent
+                    queue.pop(0)
+                    continue
+                if sent > 0:
+                    self.stats.bytes_out += sent
+                    item = _Region(item.fd, item.position + sent, item.size - sent)
+            # The kernel would not take it all: copy the rest through the transport, in order.
+            pos, end = item.position, item.position + item.size
+            while pos < end:
+                chunk = os.pread(item.fd, min(PREAD_CHUNK, end - pos), pos)
+                if not chunk:
+                    break
+                transport.write(chunk)
+                self.stats.bytes_out += len(chunk)
+                pos += len(chunk)
+            queue.pop(0)
+        self._regions = None
+
+    def close(self) -> None:
+        """Flush what is queued, then close (the session's connection_lost follows)."""
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now, discarding queued output."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Region:
+    __slots__ = ("fd", "position", "size")
+
+    def __init__(self, fd: int, position: int, size: int) -> None:
+        self.fd = fd
+        self.position = position
+        self.size = size
