@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -16,7 +17,7 @@ async def test_async_broker_temp_dir_is_removed():
     async with Broker() as broker:
         data_dir = broker.data_dir
         assert data_dir.exists()
-        status, body = http_get(broker.http_url + "/healthz")
+        status, body = await asyncio.to_thread(http_get, broker.http_url + "/healthz")  # not on the loop
         assert status == 200
         assert broker.http_url.startswith("http://127.0.0.1:")
     assert not data_dir.exists()
