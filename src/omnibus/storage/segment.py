@@ -174,7 +174,7 @@ class LogSegment:
             next_offset = start_offset
             end = pos
             for p, h in self._iter_headers(pos, self.size):
-                if h.base_offset < next_offset and p != pos:
+                if h.base_offset != next_offset:
                     return False
                 next_offset = h.next_offset
                 end = p + h.size
@@ -270,21 +270,21 @@ class LogSegment:
 
     def find_batch(self, offset: int) -> tuple[int, BatchHeader] | None:
         """(position, header) of the batch containing ``offset``, or of the first batch after it if
-        ``offset`` falls in a gap; None if nothing at or after ``offset`` is in this segment."""
+        ``offset`` falls in a gap; None if nothing at or after ``offset`` is in this segment.
+
+        If the index entry does not point at the batch it names (a damaged index that passed the
+        open-time sanity check), the answer comes from a scan from the start of the segment instead."""
         if offset >= self.next_offset:
             return None
         indexed_offset, pos = self.index.lookup(offset)
-        first = True
+        if pos:
+            try:
+                h = read_header(os.pread(self.fd, HEADER_SIZE, pos))
+            except CorruptBatchError:
+                h = None
+            if h is None or h.base_offset != indexed_offset:
+                pos = 0
         for p, h in self._iter_headers(pos, self.size):
-            if first:
-                first = False
-                if h.base_offset != indexed_offset and pos != 0:
-                    break  # the index disagrees with the file: fall back to a scan from the start
-            if h.base_offset + h.last_offset_delta >= offset:
-                return p, h
-        else:
-            return None
-        for p, h in self._iter_headers(0, self.size):
             if h.base_offset + h.last_offset_delta >= offset:
                 return p, h
         return None
@@ -382,7 +382,9 @@ class LogSegment:
             mv = memoryview(buf)
             if crc32c(mv[rel + 21 : rel + bsize]) != h.crc:
                 break
-            if h.base_offset < expected or not self.can_hold(h.base_offset + h.last_offset_delta):
+            # Our offsets are contiguous within a segment, so anything else (a flipped baseOffset, which
+            # the CRC does not cover) marks the end of the valid data.
+            if h.base_offset != expected or not self.can_hold(h.base_offset + h.last_offset_delta):
                 break
             if h.max_timestamp > max_ts:
                 max_ts = h.max_timestamp
