@@ -569,6 +569,14 @@ class Log:
     def segments(self) -> list[SegmentInfo]:
         return [SegmentInfo(s.base_offset, s.next_offset, s.size, s.max_timestamp) for s in self._segments]
 
+    def segment_base(self, offset: int) -> int | None:
+        """Base offset of the segment holding ``offset``, or None (below the first segment, in a gap,
+        or at/past the end)."""
+        i = bisect_right(self._bases, offset) - 1
+        if i < 0 or offset >= self._segments[i].next_offset:
+            return None
+        return self._bases[i]
+
     def delete_segment(self, base_offset: int) -> None:
         """Delete the (non-active) segment starting at ``base_offset``; if it was the first one, the
         start offset moves to the next segment. Files are renamed now, unlinked later (module doc)."""
