@@ -199,6 +199,7 @@ class Log:
 
         Without a ``syncer`` the log starts a private :class:`~omnibus.storage.sync.Syncer` with
         ``dispatch=None`` (callbacks then run on that syncer's thread) and closes it in :meth:`close`.
+        A shared syncer is started if it was not yet; close it after its logs.
         Blocks: run in an executor when called from an event loop.
         """
         from .sync import Syncer  # sync.py imports this module for typing only; avoid a cycle
@@ -211,7 +212,7 @@ class Log:
         own = syncer is None
         if own:
             syncer = Syncer()
-            syncer.start()
+        syncer.start()  # idempotent: a shared syncer may already run
         log = cls(path, config, syncer, own, clock, loaded)
         syncer._register(log)
         return log
