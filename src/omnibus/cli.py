@@ -7,6 +7,7 @@ prints one line per listener and one ``ready`` line, flushed, so scripts can wai
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -93,15 +94,21 @@ def check_data_cmd(data_dir: str, repair: bool) -> None:
     from omnibus.storage.check import check_data
 
     report = check_data(data_dir, repair=repair)
-    console = Console()
+    console = Console(highlight=False)
     table = Table(title=f"omnibus check-data {data_dir}" + (" --repair" if repair else ""))
-    for col in ("log", "segments", "batches", "records", "problems"):
-        table.add_column(col, justify="right" if col in ("segments", "batches", "records") else "left")
+    for col in ("log", "segments", "batches", "records", "bytes", "offsets", "status"):
+        table.add_column(col, justify="left" if col in ("log", "status", "offsets") else "right")
     for log in report.logs:
-        table.add_row(str(log.path), str(log.segments), str(log.batches), str(log.records),
-                      "\n".join(log.problems) or "ok")
+        status = "ok" if not log.problems else ("repaired" if log.ok else "PROBLEMS")
+        details = [str(p) for p in log.problems] + [f"note: {n}" for n in log.notes]
+        table.add_row(os.path.relpath(log.path, data_dir), str(log.segments), str(log.batches),
+                      str(log.records), str(log.bytes), f"[{log.start_offset}, {log.end_offset})",
+                      "\n".join([status, *details]))
     console.print(table)
-    console.print(report.summary())
+    t = report.totals
+    verdict = "OK" if report.ok else "PROBLEMS FOUND" + ("" if repair else " (run with --repair to fix)")
+    console.print(f"{t['logs']} logs, {t['segments']} segments, {t['batches']} batches, {t['records']} records, "
+                  f"{t['bytes']} bytes; {t['problems']} problems, {t['repaired']} repaired: {verdict}")
     sys.exit(0 if report.ok else 1)
 
 
