@@ -62,6 +62,7 @@ from .records import (
     validate_batch,
 )
 from .segment import LogSegment
+from .sync import Syncer
 
 __all__ = [
     "LogConfig",
@@ -153,7 +154,7 @@ def _wall_clock_ms() -> int:
 class Log:
     """See the module docstring. Create with :meth:`open`."""
 
-    def __init__(self, path: str, config: LogConfig, syncer, own_syncer: bool, clock, loaded) -> None:
+    def __init__(self, path: str, config: LogConfig, syncer: Syncer, own_syncer: bool, clock, loaded) -> None:
         self.path = path
         self.config = config
         self._clock = clock
@@ -192,7 +193,7 @@ class Log:
         path,
         config: LogConfig = LogConfig(),
         *,
-        syncer=None,
+        syncer: Syncer | None = None,
         clock: Callable[[], int] = _wall_clock_ms,
     ) -> "Log":
         """Open (creating if needed) the log in directory ``path`` and run recovery (loader.py).
@@ -202,8 +203,6 @@ class Log:
         A shared syncer is started if it was not yet; close it after its logs.
         Blocks: run in an executor when called from an event loop.
         """
-        from .sync import Syncer  # sync.py imports this module for typing only; avoid a cycle
-
         path = os.fspath(path)
         if not os.path.isdir(path):
             os.makedirs(path, exist_ok=True)
@@ -271,7 +270,7 @@ class Log:
         return self.load_result.recovery_point
 
     @property
-    def syncer(self):
+    def syncer(self) -> Syncer:
         return self._syncer
 
     @property

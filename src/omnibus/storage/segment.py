@@ -61,6 +61,8 @@ SCAN_BLOCK = 4096 + HEADER_SIZE
 RECOVERY_CHUNK = 4 << 20
 
 _O_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+#: fdatasync skips the inode's timestamps; where it does not exist (macOS) fsync does the same job.
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
 def segment_path(directory: str, base_offset: int, suffix: str) -> str:
@@ -332,7 +334,7 @@ class LogSegment:
         if fd is None:
             return False
         try:
-            os.fdatasync(fd)
+            _fdatasync(fd)
         finally:
             os.close(fd)
         return True
