@@ -131,8 +131,13 @@ def _remove_strays(directory: str) -> list[str]:
             for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
                 if name.endswith(suffix) and name[: -len(suffix)] + LOG_SUFFIX not in names:
                     stray = True
-        if stray and os.path.isfile(path):
-            os.unlink(path)
+        if stray:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue  # a syncer destroying a deleted segment of the previous open got there first
+            except IsADirectoryError:
+                continue
             removed.append(name)
     return removed
 
