@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
+import queue
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,17 @@ class ServeProcess:
     proc: subprocess.Popen
     listeners: dict[str, tuple[str, int]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    stdout: "queue.Queue[str] | None" = None  # the rest of stdout, line by line
+
+    def rest_of_stdout(self) -> str:
+        """What the process printed after its ready line (call once it has exited)."""
+        out = []
+        while self.stdout is not None:
+            try:
+                out.append(self.stdout.get(timeout=2))
+            except queue.Empty:
+                break
+        return "".join(out)
 
     def url(self, path: str) -> str:
         host, port = self.listeners["http"]
@@ -48,25 +60,26 @@ def start_serve(data_dir, *args: str, env: dict | None = None) -> ServeProcess:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     sp = ServeProcess(proc)
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    lines: queue.Queue = queue.Queue()
+    # A thread reads stdout: select() on a buffered pipe misses lines already in Python's buffer.
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] and None, daemon=True).start()
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if not sel.select(timeout=deadline - time.monotonic()):
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left).rstrip("\n")
+        except queue.Empty:
             break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        line = line.rstrip("\n")
         sp.lines.append(line)
         m = LISTEN_RE.match(line)
         if m:
             sp.listeners[m.group(1)] = (m.group(2), int(m.group(3)))
         if line.startswith("omnibus: ready"):
+            sp.stdout = lines
             return sp
     proc.kill()
-    out, err = proc.communicate()
-    raise AssertionError(f"omnibus serve did not become ready: {sp.lines} {out!r} {err!r}")
+    proc.wait()
+    err = proc.stderr.read()
+    raise AssertionError(f"omnibus serve did not become ready: {sp.lines} {err!r}")
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:

@@ -30,7 +30,7 @@ def test_serve_listens_answers_and_exits_0_on_sigterm(tmp_path):
     finally:
         code = sp.stop(timeout=5.0)  # graceful stop must finish within 5 s
     assert code == 0
-    out = sp.proc.stdout.read()
+    out = sp.rest_of_stdout()
     assert "omnibus: stopped" in out
     assert (tmp_path / "data" / "meta.sqlite").exists()
 
