@@ -10,13 +10,9 @@ import pytest
 
 from omnibus import Broker
 from omnibus.server import app
+from omnibus.storage.files import FileRegion as Region
 
 FILE_REGIONS: list = []
-
-
-class Region:
-    def __init__(self, fd, position, size):
-        self.fd, self.position, self.size = fd, position, size
 
 
 class EchoSession:
@@ -111,3 +107,29 @@ async def test_graceful_stop_says_goodbye(echo_protocol, tmp_path):
     assert await asyncio.wait_for(r.read(), 5) == b"shutting down\n"
     assert broker.server.connections == set()
     w.close()
+
+
+def test_file_regions_on_uvloop(echo_protocol, tmp_path):
+    """The same through SyncBroker, whose loop is uvloop (its transports differ from asyncio's)."""
+    import socket
+
+    from omnibus import SyncBroker
+    from omnibus.server.loop import LOOP_NAME
+
+    data = os.urandom(2 * 1024 * 1024)
+    (tmp_path / "blob").write_bytes(data)
+    fd = os.open(tmp_path / "blob", os.O_RDONLY)
+    FILE_REGIONS[:] = [Region(fd, 0, len(data))]
+    try:
+        with SyncBroker(tmp_path / "d") as broker:
+            assert LOOP_NAME == "uvloop"
+            with socket.create_connection(("127.0.0.1", broker.port("nats")), timeout=10) as s:
+                s.sendall(b"file\nbye\n")
+                got = b""
+                while chunk := s.recv(1 << 20):
+                    got += chunk
+            assert got == b"<" + data + b">\nbye\n"
+            assert broker.server.stats["nats"].bytes_out == len(got)
+    finally:
+        os.close(fd)
+        FILE_REGIONS.clear()

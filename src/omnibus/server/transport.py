@@ -25,15 +25,18 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from omnibus.storage.files import FileRegion, RegionGoneError, send_region
+
 if TYPE_CHECKING:  # pragma: no cover
     from omnibus.server.app import BrokerServer
 
 __all__ = ["Connection", "Session", "SessionFactory", "ProtocolStats"]
 
-#: Transport write-buffer water marks. Above HIGH the transport calls pause_writing; below LOW, resume.
-#: 1 MiB/256 KiB keeps a fast consumer's pipe full without letting one connection hold much memory.
+#: Transport write-buffer water marks. Above HIGH the transport calls pause_writing; at LOW, resume.
+#: 1 MiB keeps a fast consumer's pipe full without letting one connection hold much memory (the kernel's
+#: socket buffer holds more); LOW = 0 means "resume when empty", the moment sendfile can take over again.
 WRITE_HIGH_WATER = 1024 * 1024
-WRITE_LOW_WATER = 256 * 1024
+WRITE_LOW_WATER = 0
 #: Read size for the pread fallback of a file region the socket would not take at once.
 PREAD_CHUNK = 1024 * 1024
 
@@ -69,7 +72,7 @@ class Connection(asyncio.Protocol):
     """A client socket bound to one session. Event-loop thread only."""
 
     __slots__ = ("server", "protocol", "stats", "transport", "session", "peer", "_factory", "_out",
-                 "_out_size", "_flush_scheduled", "_loop", "writing_paused", "closed", "_regions")
+                 "_out_size", "_flush_scheduled", "_loop", "writing_paused", "closed", "_closing", "_regions")
 
     def __init__(self, server: "BrokerServer", protocol: str, factory: SessionFactory,
                  stats: ProtocolStats) -> None:
@@ -85,7 +88,8 @@ class Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
         self.writing_paused = False
-        self.closed = False
+        self.closed = False  # no more input or output
+        self._closing = False  # close() was called while file regions were still queued
         self._regions: list[Any] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
@@ -154,7 +158,7 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Queue bytes; they go out with everything else queued in this loop turn."""
-        if self.closed:
+        if self.closed or self._closing:
             return
         self._out.append(data)
         self._out_size += len(data)
@@ -180,13 +184,13 @@ class Connection(asyncio.Protocol):
         else:
             self.transport.writelines(out)
 
-    def write_regions(self, regions: list[Any]) -> None:
-        """Send file regions (objects with ``fd``, ``position``, ``size``) after what is queued.
+    def write_regions(self, regions: list[FileRegion]) -> None:
+        """Send file regions (``Log.read``'s :class:`FileRegion` s) after what is queued.
 
         Uses ``os.sendfile`` on the socket while the transport's buffer is empty; whatever the kernel does
         not take at once is read with ``pread`` and written through the transport, keeping order.
         """
-        if self.closed or not regions:
+        if self.closed or self._closing or not regions:
             return
         self.flush()
         if self._regions is None:
@@ -195,6 +199,10 @@ class Connection(asyncio.Protocol):
         self._send_regions()
 
     def _send_regions(self) -> None:
+        """Drain the region queue: sendfile while the transport is empty; when the socket is full, push
+        pread chunks through the transport until it pauses us, then continue from ``resume_writing``
+        (the low-water mark is 0, so that means "buffer empty" and sendfile can take over again). So at
+        most about two chunks per stall are copied through Python."""
         queue = self._regions
         transport = self.transport
         if not queue or transport is None or self.closed:
@@ -202,6 +210,8 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         fileno = sock.fileno() if sock is not None else -1
         while queue:
+            if self.writing_paused:
+                return  # resume_writing calls us again
             item = queue[0]
             if isinstance(item, (bytes, bytearray, memoryview)):
                 transport.write(item)
@@ -209,35 +219,37 @@ class Connection(asyncio.Protocol):
                 continue
             if fileno >= 0 and transport.get_write_buffer_size() == 0:
                 try:
-                    sent = os.sendfile(fileno, item.fd, item.position, item.size)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    sent = -1  # not a socket sendfile supports, or the peer went away: fall back
+                    sent = send_region(fileno, item)
+                except (OSError, RegionGoneError):
+                    sent = 0  # a socket sendfile cannot serve, or a shrunk file: the pread path decides
+                self.stats.bytes_out += sent
                 if sent == item.size:
-                    self.stats.bytes_out += sent
                     queue.pop(0)
                     continue
-                if sent > 0:
-                    self.stats.bytes_out += sent
-                    item = _Region(item.fd, item.position + sent, item.size - sent)
-            # The kernel would not take it all: copy the rest through the transport, in order.
-            pos, end = item.position, item.position + item.size
-            while pos < end:
-                chunk = os.pread(item.fd, min(PREAD_CHUNK, end - pos), pos)
-                if not chunk:
-                    break
-                transport.write(chunk)
-                self.stats.bytes_out += len(chunk)
-                pos += len(chunk)
-            queue.pop(0)
+                item = queue[0] = item.advance(sent)
+            chunk = os.pread(item.fd, min(PREAD_CHUNK, item.size), item.position)
+            if not chunk:  # the file ended under us (segment truncated): nothing more to send from it
+                queue.pop(0)
+                continue
+            transport.write(chunk)
+            self.stats.bytes_out += len(chunk)
+            if len(chunk) == item.size:
+                queue.pop(0)
+            else:
+                queue[0] = item.advance(len(chunk))
         self._regions = None
+        if self._closing:
+            self.closed = True
+            transport.close()
 
     def close(self) -> None:
         """Flush what is queued, then close (the session's connection_lost follows)."""
-        if self.closed:
+        if self.closed or self._closing:
             return
         self.flush()
+        if self._regions:
+            self._closing = True  # _send_regions closes once the queued regions are out
+            return
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -247,12 +259,3 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
-
-
-class _Region:
-    __slots__ = ("fd", "position", "size")
-
-    def __init__(self, fd: int, position: int, size: int) -> None:
-        self.fd = fd
-        self.position = position
-        self.size = size
