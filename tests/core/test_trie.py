@@ -461,7 +461,7 @@ def test_nats_validity_agrees_with_insertability(pattern, subject):
 SHORT_LITERAL = st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=2).map(".".join)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(ops=op_strategy(SHORT_LITERAL, SHORT_LITERAL, min_size=20), cache_size=st.sampled_from([1, 2, 1024]))
 def test_literal_patterns_keep_cache_coherent(ops, cache_size):
     # Only literal patterns: no cache.clear() hides a stale entry, so this exercises the
