@@ -6,7 +6,8 @@ Run before changing the trie walk loops or the cache policy:
     python bench/matcher.py --quick    # fewer iterations
 
 Scenarios (per style): cache hit, cache miss (cache disabled), a wildcard SUB while the cache is
-full (what a clear costs afterwards), and AMQP '#' backtracking. Numbers are per operation.
+full (what a clear costs afterwards), and AMQP '#' backtracking; then Exchanges.route for direct,
+topic (amq.topic, as a NATS publish takes it) and headers exchanges. Numbers are per operation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import random
 import time
 
+from omnibus.core.routing.exchanges import Exchanges
 from omnibus.core.routing.trie import CACHE_MAX, SubjectTrie
 
 
@@ -87,6 +89,37 @@ def scenario(style: str, iters: int) -> None:
         print(f"{style:5} '#.a.#.b.#' on 62 words  {_per_op(back, max(1, iters // 1000)) * 1e6:8.0f} us")
 
 
+def exchanges(iters: int) -> None:
+    xs = Exchanges()
+    for i in range(1000):
+        xs.bind("amq.direct", f"q{i}", f"key.{i}")
+        xs.bind("amq.topic", f"q{i}", f"orders.{i % 50}.*" if i % 2 else f"orders.{i % 50}.#")
+        xs.bind("amq.headers", f"q{i}", "", {"x-match": "any", "tenant": f"t{i % 100}"})
+    keys = [f"key.{i}" for i in range(512)]
+    subjects = [f"orders.{i % 50}.eu" for i in range(512)]
+
+    def direct(n):
+        r = xs.route
+        for i in range(n):
+            r("amq.direct", keys[i & 511])
+
+    def topic(n):
+        r = xs.route_subject
+        for i in range(n):
+            r(subjects[i & 511])
+
+    headers = {"tenant": "t7", "other": 1}
+
+    def hdrs(n):
+        r = xs.route
+        for _ in range(n):
+            r("amq.headers", "", headers)
+
+    print(f"exchange direct route (1000 bindings)     {_per_op(direct, iters) * 1e9:8.0f} ns")
+    print(f"exchange amq.topic route_subject (cached)  {_per_op(topic, iters) * 1e9:8.0f} ns")
+    print(f"exchange headers route (1000 bindings)    {_per_op(hdrs, max(1, iters // 1000)) * 1e6:8.0f} us")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -94,6 +127,7 @@ def main() -> None:
     iters = 200_000 if args.quick else 1_000_000
     for style in ("nats", "amqp"):
         scenario(style, iters)
+    exchanges(iters)
 
 
 if __name__ == "__main__":

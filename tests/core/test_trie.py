@@ -467,3 +467,14 @@ def test_literal_patterns_keep_cache_coherent(ops, cache_size):
     # Only literal patterns: no cache.clear() hides a stale entry, so this exercises the
     # pop-one-entry invalidation path on its own.
     run_model("nats", ops, cache_size, ref_nats)
+
+
+def test_plain_set_is_computed_once_per_cached_result():
+    t = SubjectTrie("amqp")
+    t.insert("a.*", "q1")
+    t.insert("#", "q2")
+    r = t.match("a.b")
+    s = r.plain_set()
+    assert s == {"q1", "q2"}
+    assert t.match("a.b").plain_set() is s  # cache hit: same result, same set
+    assert EMPTY_MATCH.plain_set() == frozenset()

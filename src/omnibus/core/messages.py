@@ -116,7 +116,8 @@ def _header_value(name: str, value: Any) -> bytes | None:
 
 def message_to_record(msg: Message) -> Record:
     """The storage record for ``msg`` (see the module docstring for the layout). Hot path: every
-    AMQP/NATS publish; run ``python bench/storage.py`` after changing."""
+    AMQP/NATS publish. No dedicated benchmark yet; ``python bench/storage.py`` measures the
+    build_batch/decode_records work underneath."""
     headers: list[tuple[str, bytes | None]] = []
     if msg.exchange:
         headers.append((HDR_EXCHANGE, msg.exchange.encode()))

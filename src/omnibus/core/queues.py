@@ -29,8 +29,9 @@ Rules
     * Time comes from the injected clock (record timestamps).
 
 Concurrency: event-loop thread only (same thread as the log). ``close`` blocks (fsync).
-Hot paths: ``publish``, ``deliver_next``, ``ack``; run ``python bench/storage.py`` and the queue
-tests after changing them.
+Hot paths: ``publish``, ``deliver_next``, ``ack``. No dedicated queue benchmark yet (the codec and
+log underneath are measured by ``python bench/storage.py``); time a publish/deliver/ack loop before
+and after changing them.
 """
 
 from __future__ import annotations

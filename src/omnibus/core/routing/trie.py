@@ -90,11 +90,19 @@ class MatchResult:
     and it is built on every cache miss.)
     """
 
-    __slots__ = ("plain", "groups")
+    __slots__ = ("plain", "groups", "_set")
 
     def __init__(self, plain: tuple, groups: tuple = ()) -> None:
         self.plain = plain
         self.groups = groups
+        self._set: frozenset | None = None
+
+    def plain_set(self) -> frozenset:
+        """``plain`` as a frozenset, computed once per result (so once per cached subject)."""
+        s = self._set
+        if s is None:
+            s = self._set = frozenset(self.plain)
+        return s
 
     def __bool__(self) -> bool:
         return bool(self.plain or self.groups)
