@@ -28,6 +28,7 @@ from omnibus.config import PROTOCOLS, Settings
 from omnibus.server.metrics import Metrics
 from omnibus.server.transport import Connection, ProtocolStats, SessionFactory
 from omnibus.storage.log import Log, LogConfig
+from omnibus.storage.meta import MetaStore
 from omnibus.storage.sync import Syncer
 
 __all__ = ["BrokerServer", "StartupError", "SESSIONS"]
@@ -49,14 +50,6 @@ class StartupError(Exception):
     """The broker cannot start; the message is one line for a human."""
 
 
-def _open_meta(path: Path):
-    try:
-        from omnibus.storage.meta import MetaStore
-    except ImportError:  # TEMP until storage/meta.py lands in this branch
-        return None
-    return MetaStore(path)
-
-
 def _load_session(spec: str) -> SessionFactory:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -74,7 +67,7 @@ class BrokerServer:
         self.stats: dict[str, ProtocolStats] = {}
         self.connections: set[Connection] = set()
         self.metrics = Metrics(self)
-        self.meta = None  # MetaStore, opened at start
+        self.meta: MetaStore | None = None
         self.syncer: Syncer | None = None
         self.logs: dict[str, Log] = {}
         self._servers: list[asyncio.AbstractServer] = []
@@ -120,7 +113,7 @@ class BrokerServer:
             probe = d / ".write-probe"
             probe.write_bytes(b"")
             probe.unlink()
-            self.meta = _open_meta(d / META_FILE)
+            self.meta = MetaStore(d / META_FILE)
         except OSError as e:
             raise StartupError(f"data dir {d} is not writable: {e.strerror}") from None
         except Exception as e:  # sqlite3 errors: corrupt or unreadable metadata
