@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["ConfigError", "Settings", "StorageSettings", "LimitSettings", "load_settings", "PROTOCOLS"]
+import orjson
+
+__all__ = ["ConfigError", "Settings", "StorageSettings", "LimitSettings", "NatsSettings", "load_settings", "PROTOCOLS"]
 
 ENV_PREFIX = "OMNIBUS_"
 #: The protocols with a listener, in the order their lines are printed.
@@ -63,6 +65,33 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class NatsSettings:
+    """The NATS listener, named after nats-server's options."""
+
+    server_name: str = "omnibus"
+    #: Single-user auth (nats-server ``authorization { user, password }``); password may be a bcrypt hash.
+    user: str = ""
+    password: str = ""
+    #: Token auth (nats-server ``authorization { token }``); may be a bcrypt hash.
+    token: str = ""
+    #: Multi-user auth with permissions, as nats-server's ``authorization { users = [...] }``: a list of
+    #: ``{user, password, permissions: {publish: {allow: [...], deny: [...]}, subscribe: {...}}}``
+    #: (a plain list of subjects for publish/subscribe means allow). In the env: a JSON array.
+    users: tuple = ()
+    #: nats-server ping_interval default 2m and max_pings_out 2.
+    ping_interval_s: float = 120.0
+    max_pings_out: int = 2
+    #: nats-server AUTH_TIMEOUT: 2 s to send CONNECT when auth is required.
+    auth_timeout_s: float = 2.0
+    #: nats-server MAX_CONTROL_LINE_SIZE.
+    max_control_line: int = 4096
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.user or self.token or self.users)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("./omnibus-data")
     host: str = "127.0.0.1"
@@ -74,12 +103,13 @@ class Settings:
     shutdown_timeout: float = 5.0
     storage: StorageSettings = field(default_factory=StorageSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    nats: NatsSettings = field(default_factory=NatsSettings)
 
     def port(self, protocol: str) -> int:
         return getattr(self, f"{protocol}_port")
 
 
-_SECTIONS = {"storage": StorageSettings, "limits": LimitSettings}
+_SECTIONS = {"storage": StorageSettings, "limits": LimitSettings, "nats": NatsSettings}
 
 
 def _fields(cls) -> dict[str, dataclasses.Field]:
@@ -117,7 +147,13 @@ def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
             if not isinstance(value, str):
                 raise ValueError
             return value
-    except (TypeError, ValueError):
+        if kind is tuple:  # a list of tables in TOML, a JSON array in the environment
+            if isinstance(value, str):
+                value = orjson.loads(value)
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return tuple(value)
+    except (TypeError, ValueError, orjson.JSONDecodeError):
         raise ConfigError(f"invalid value {value!r} for {name} (from {source}): expected {kind.__name__}") from None
     return value
 
@@ -142,6 +178,13 @@ def _validate(s: Settings) -> None:
         v = getattr(st, name)
         if v < -1 or v == 0:
             raise ConfigError(f"invalid storage.{name} {v}: must be > 0, or -1 for unlimited")
+    n = s.nats
+    if n.ping_interval_s <= 0 or n.auth_timeout_s <= 0 or n.max_pings_out <= 0 or n.max_control_line < 64:
+        raise ConfigError("invalid nats settings: ping_interval_s, auth_timeout_s and max_pings_out must be > 0, "
+                          "max_control_line >= 64")
+    for i, u in enumerate(n.users):
+        if not isinstance(u, dict) or not isinstance(u.get("user"), str) or not u.get("user"):
+            raise ConfigError(f"invalid nats.users[{i}]: each entry needs a non-empty 'user'")
     for f in dataclasses.fields(LimitSettings):
         if getattr(s.limits, f.name) <= 0:
             raise ConfigError(f"invalid limits.{f.name} {getattr(s.limits, f.name)}: must be > 0")
