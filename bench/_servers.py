@@ -85,7 +85,8 @@ def nats_server_binary(install: bool = False) -> str | None:
 def nats_server_conf(*, max_payload: int | None = None, max_pending: int | None = None,
                      ping_interval_s: float | None = None, max_pings_out: int | None = None,
                      user: str | None = None, password: str | None = None, token: str | None = None,
-                     users: list[dict[str, Any]] | None = None, max_control_line: int | None = None) -> str:
+                     users: list[dict[str, Any]] | None = None, max_control_line: int | None = None,
+                     write_deadline_s: float | None = None) -> str:
     """A nats-server config file's text (its format accepts JSON values, so nested blocks are dumped)."""
     lines = []
     if max_payload is not None:
@@ -94,6 +95,8 @@ def nats_server_conf(*, max_payload: int | None = None, max_pending: int | None 
         lines.append(f"max_pending: {int(max_pending)}")
     if max_control_line is not None:
         lines.append(f"max_control_line: {int(max_control_line)}")
+    if write_deadline_s is not None:
+        lines.append(f'write_deadline: "{int(write_deadline_s * 1000)}ms"')
     if ping_interval_s is not None:
         lines.append(f'ping_interval: "{int(ping_interval_s * 1000)}ms"')
     if max_pings_out is not None:

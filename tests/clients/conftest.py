@@ -52,6 +52,11 @@ OMNIBUS_KEYS = {
     "users": "nats.users",
 }
 
+#: Options only nats-server has. ``write_deadline_s``: nats-server (2.9: 10 s) also drops a slow consumer
+#: whose socket write blocks that long, and stalls its publishers meanwhile; Omnibus drops on
+#: ``max_pending`` alone and never slows a publisher.
+NATS_SERVER_ONLY = {"write_deadline_s"}
+
 
 def bounded(seconds: float) -> Callable:
     """Decorator for async tests: fail (instead of hanging) when the body takes longer than ``seconds``."""
@@ -106,6 +111,7 @@ class OmnibusTarget(NatsTarget):
     kind = "omnibus"
 
     def __init__(self, data_dir: Path, conf: dict[str, Any]) -> None:
+        conf = {k: v for k, v in conf.items() if k not in NATS_SERVER_ONLY}
         unknown = set(conf) - set(OMNIBUS_KEYS)
         if unknown:
             raise TypeError(f"unknown NATS target options: {sorted(unknown)}")
