@@ -63,3 +63,13 @@ def test_bad_toml_and_missing_file(tmp_path):
     sec.write_text("[nosuch]\na = 1\n")
     with pytest.raises(ConfigError, match=r"unknown section \[nosuch\]"):
         load_settings(sec, environ={})
+
+
+def test_readme_settings_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = tmp_path / "readme.toml"
+    cfg.write_text(block)
+    s = load_settings(cfg, environ={})
+    assert s.storage.fsync == "interval"
+    assert s.nats.users[0]["user"] == "svc" and s.nats.auth_required
