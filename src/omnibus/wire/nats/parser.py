@@ -56,8 +56,9 @@ Known differences from nats-server, all on input no client library produces:
 - An argument line holding a ``\\r`` before its end: nats-server drops one byte before the ``\\n`` if it saw
   any ``\\r`` (when the line arrived in one read; across reads it drops every ``\\r``). We follow the
   one-read behaviour.
-- Lines with no arguments (PING/PONG/+OK junk, runs of spaces after an op name) are capped at
-  ``max_control_line`` bytes while incomplete; nats-server discards such bytes without a cap.
+- What follows PING/PONG/+OK before the ``\n``, and the blanks between an op name and its argument,
+  are capped at ``max_control_line`` bytes ('maximum control line exceeded'); nats-server discards such
+  bytes as they come, without a cap. We keep a line until it is whole, so we bound it.
 - HMSG (and MSG, RS+, A+, LS+ ...) from a client: nats-server rejects M/R/A/L at once and treats a
   client's HMSG as a server-side op with a stale size; we answer 'Unknown Protocol Operation' for all.
 - CONNECT/INFO JSON: decoded with orjson (stdlib ``json`` as a fallback for integers beyond 64 bits and
@@ -178,6 +179,11 @@ _WORDS: tuple[tuple[bytes, int], ...] = (
     (b"UNSUB", _K_UNSUB), (b"CONNECT", _K_CONNECT), (b"INFO", _K_INFO), (b"+OK", _K_OK), (b"-ERR", _K_ERR),
 )
 _LONGEST_WORD = max(len(w) for w, _ in _WORDS)
+#: First byte (either case) -> the op names starting with it.
+_BY_FIRST: dict[int, tuple[tuple[bytes, int], ...]] = {}
+for _w, _k in _WORDS:
+    for _c in {_w[0], ord(chr(_w[0]).lower())}:
+        _BY_FIRST[_c] = _BY_FIRST.get(_c, ()) + ((_w, _k),)
 _LINE_ONLY = frozenset((_K_PING, _K_PONG, _K_OK))  # anything up to "\n" is ignored
 _NEEDS_SPACE = frozenset((_K_PUB, _K_HPUB, _K_SUB, _K_UNSUB, _K_ERR))  # CONNECT/INFO don't
 
@@ -185,13 +191,42 @@ _NEEDS_SPACE = frozenset((_K_PUB, _K_HPUB, _K_SUB, _K_UNSUB, _K_ERR))  # CONNECT
 _TABS_TO_SPACE = bytes.maketrans(b"\t", b" ")
 _SEPS_TO_SPACE = bytes.maketrans(b"\t\r\n", b"   ")
 
+#: Parsed PUB/HPUB control lines without reply ("PUB foo.bar 128\r" -> ("foo.bar", 128, -1)), shared by every
+#: parser of the process (a publisher repeats the same subject and size; inboxes in replies would only
+#: churn it, so lines with a reply are not kept). Holds only lines the fast path accepted; the limits
+#: are still checked on every hit. Cleared when full.
+_PUB_LINES: dict[bytes, tuple[str, int, int]] = {}  # line -> (subject, size, header size or -1 for PUB)
+#: Lines _PUB_LINES keeps before it is cleared (~100 B each).
+PUB_LINE_CACHE_SIZE = 4096
+
+#: Size arguments with the line's "\r" (b"128\r" -> 128) the fast path has parsed, shared, cleared when full.
+_SIZES: dict[bytes, int] = {}
+
+
+def _size_cr(b: bytes) -> int | None:
+    """parseSize of ``b`` without its last byte ("\r"), remembered in _SIZES; None if not a size."""
+    digits = b[:-1]
+    if 0 < len(digits) <= MAX_SIZE_DIGITS and digits.isdigit():
+        if len(_SIZES) >= PUB_LINE_CACHE_SIZE:
+            _SIZES.clear()
+        _SIZES[b] = n = int(digits)
+        return n
+    return None
+
+
 _PING_EVENT = (OP_PING,)
 _PONG_EVENT = (OP_PONG,)
 _UNLIMITED = 1 << 62
 
 
 def _split(arg: bytes, table: bytes) -> list[bytes]:
-    return [p for p in arg.translate(table).split(b" ") if p]
+    """Non-empty tokens of ``arg`` between the separators ``table`` maps to space."""
+    if 9 in arg or 13 in arg or 10 in arg:
+        arg = arg.translate(table)
+    parts = arg.split(b" ")
+    if b"" in parts:
+        return [p for p in parts if p]
+    return parts
 
 
 def _size(b: bytes) -> int:
@@ -357,34 +392,71 @@ class NatsParser:
         if max_payload < 0:
             max_payload = _UNLIMITED
         mcl = self.max_control_line
+        cache = _PUB_LINES
+        cache_get = cache.get
+        sizes_get = _SIZES.get
         try:
             while pos < n:
-                # Fast path: "PUB <subject> [<reply>] <size>\r\n<payload>\r\n" with single spaces, no tabs,
-                # within limits and complete in the buffer. Anything else goes to _general.
-                if startswith(b"PUB ", pos):
-                    nl = find(b"\n", pos + 5)
-                    if nl > 0 and buf[nl - 1] == 13 and nl - pos - 5 <= mcl:
-                        line = buf[pos + 4:nl - 1]
-                        if 9 not in line:
-                            parts = line.split(b" ")
-                            if len(parts) == 2:
-                                subject, size_b = parts
-                                reply = None
-                                ok = subject and size_b.isdigit() and len(size_b) <= MAX_SIZE_DIGITS
-                            elif len(parts) == 3:
-                                subject, reply_b, size_b = parts
-                                ok = subject and reply_b and size_b.isdigit() and len(size_b) <= MAX_SIZE_DIGITS
-                                reply = reply_b.decode("utf-8", "surrogateescape") if ok else None
+                # Fast path 1: a PUB/HPUB control line seen before (without reply), looked up whole, "\r"
+                # included, in _PUB_LINES: one slice and one dict lookup replace split/int/decode.
+                nl = find(b"\n", pos)
+                if nl > 0:
+                    hit = cache_get(buf[pos:nl])
+                    if hit is not None:
+                        subject, size, hdr = hit
+                        start = nl + 1
+                        end = start + size
+                        if end + 2 <= n and buf[end] == 13 and buf[end + 1] == 10 and size <= max_payload \
+                                and nl - pos - 5 <= mcl:
+                            if hdr < 0:
+                                append((OP_PUB, subject, None, buf[start:end]))
                             else:
-                                ok = False
-                            if ok:
-                                size = int(size_b)
-                                end = nl + 1 + size
-                                if size <= max_payload and end + 2 <= n and buf[end] == 13 and buf[end + 1] == 10:
-                                    append((OP_PUB, subject.decode("utf-8", "surrogateescape"), reply,
-                                            buf[nl + 1:end]))
-                                    pos = end + 2
-                                    continue
+                                append((OP_HPUB, subject, None, buf[start:start + hdr], buf[start + hdr:end]))
+                            pos = end + 2
+                            continue
+                    # Fast path 2: "PUB <subject> [<reply>] <size>\r\n" or "HPUB <subject> [<reply>] <hdr>
+                    # <size>\r\n" in upper case with single spaces, no tabs, within limits, its payload
+                    # complete in the buffer. Anything else goes to _general.
+                    elif nl - pos - 5 <= mcl and 9 not in (line := buf[pos:nl]) and line[-1] == 13:
+                        parts = line.split(b" ")
+                        np = len(parts)
+                        size = sizes_get(parts[-1]) if np > 2 else None  # b"128\r" -> 128
+                        if size is None and np > 2:
+                            size = _size_cr(parts[-1])
+                        op = parts[0]
+                        if op == b"PUB":
+                            hdr = -1
+                        elif op == b"HPUB" and np > 3:
+                            hdr = sizes_get(parts[-2] + b"\r")
+                            if hdr is None:
+                                hdr = _size_cr(parts[-2] + b"\r")
+                            np -= 1
+                            if size is not None and hdr is not None and hdr > size:
+                                size = None  # _general reports it
+                        else:
+                            size = None
+                        if size is not None and hdr is not None and size <= max_payload:
+                            subject_b = parts[1]
+                            if np == 3 and subject_b:
+                                subject = subject_b.decode("utf-8", "surrogateescape")
+                                reply = None
+                                if len(cache) >= PUB_LINE_CACHE_SIZE:
+                                    cache.clear()
+                                cache[line] = (subject, size, hdr)
+                            elif np == 4 and subject_b and parts[2]:
+                                subject = subject_b.decode("utf-8", "surrogateescape")
+                                reply = parts[2].decode("utf-8", "surrogateescape")
+                            else:
+                                subject = None
+                            start = nl + 1
+                            end = start + size
+                            if subject is not None and end + 2 <= n and buf[end] == 13 and buf[end + 1] == 10:
+                                if hdr < 0:
+                                    append((OP_PUB, subject, reply, buf[start:end]))
+                                else:
+                                    append((OP_HPUB, subject, reply, buf[start:start + hdr], buf[start + hdr:end]))
+                                pos = end + 2
+                                continue
                 nxt = self._general(buf, pos, n, append, max_payload, mcl)
                 if nxt < 0:
                     break
@@ -408,21 +480,28 @@ class NatsParser:
     def _general(self, buf: bytes, pos: int, n: int, append: Any, max_payload: int, mcl: int) -> int:
         """Parse the op at ``buf[pos]``: append its event (if any) and return the position after it, or
         return -1 (and set ``_need``) if it is not complete yet. Raises NatsProtocolError."""
+        words = _BY_FIRST.get(buf[pos])
+        if words is None:
+            raise _unknown_op()
         head = buf[pos:pos + _LONGEST_WORD].upper()
-        for word, kind in _WORDS:
+        for word, kind in words:
             if head.startswith(word):
                 break
         else:
-            if pos + len(head) == n and any(w.startswith(head) for w, _ in _WORDS):
+            if pos + len(head) == n and any(w.startswith(head) for w, _ in words):
                 return self._wait(pos, n)  # the buffer ends inside an op name
             raise _unknown_op()
         w = pos + len(word)
 
+        # Caps (max_control_line, mcl): parser.go caps an op's argument at mcl bytes. It does not cap the
+        # blanks before the argument or what follows PING/PONG/+OK, which it discards as they come; we
+        # keep a line until it is whole, so we cap those at mcl bytes too (see module doc). Each cap is
+        # applied to a partial line as to a whole one, so how the bytes are split never matters.
         if kind in _LINE_ONLY:  # PING, PONG, +OK: anything up to "\n" (parser.go OP_PING)
             nl = buf.find(b"\n", w)
+            if (n if nl < 0 else nl) - w > mcl:  # what follows the name
+                raise NatsProtocolError(ERR_MAX_CONTROL_LINE)
             if nl < 0:
-                if n - pos > mcl:  # nats-server has no cap here; we bound the buffer (see module doc)
-                    raise NatsProtocolError(ERR_MAX_CONTROL_LINE)
                 return self._wait(pos, n)
             if kind == _K_PING:
                 append(_PING_EVENT)
@@ -436,26 +515,23 @@ class NatsParser:
             if buf[w] != 32 and buf[w] != 9:
                 raise _unknown_op()
         a = w
-        while a < n and (buf[a] == 32 or buf[a] == 9):
+        stop = min(n, w + mcl + 1)  # no need to look further than the cap
+        while a < stop and (buf[a] == 32 or buf[a] == 9):
             a += 1
+        if a - w > mcl:  # the blanks after the name
+            raise NatsProtocolError(ERR_MAX_CONTROL_LINE)
         if a == n:  # only blanks so far
-            if n - pos > mcl:  # nats-server has no cap here; we bound the buffer (see module doc)
-                raise NatsProtocolError(ERR_MAX_CONTROL_LINE)
             return self._wait(pos, n)
         # The byte at `a` starts the argument whatever it is; the line ends at the next "\n".
         nl = buf.find(b"\n", a + 1)
-        if nl < 0:
-            # parser.go checks the partial argument against max_control_line at the end of each read.
-            if n - a - (1 if buf[n - 1] == 13 else 0) > mcl:
-                raise NatsProtocolError(ERR_MAX_CONTROL_LINE)
-            return self._wait(pos, n)
+        end = n if nl < 0 else nl
         # parser.go: c.drop is set by any "\r" seen in the *_ARG state, and drops one byte before "\n".
-        if (nl - 1 > a and buf[nl - 1] == 13) or buf.find(b"\r", a + 1, nl) >= 0:
-            arg = buf[a:nl - 1]
-        else:
-            arg = buf[a:nl]
-        if len(arg) > mcl:
+        drop = 1 if (end - 1 > a and buf[end - 1] == 13) or buf.find(b"\r", a + 1, end) >= 0 else 0
+        if end - drop - a > mcl:  # parser.go overMaxControlLineLimit, on whole and on partial arguments
             raise NatsProtocolError(ERR_MAX_CONTROL_LINE)
+        if nl < 0:
+            return self._wait(pos, n)
+        arg = buf[a:nl - drop]
 
         if kind == _K_PUB or kind == _K_HPUB:
             args = _split(arg, _TABS_TO_SPACE)
@@ -489,10 +565,13 @@ class NatsParser:
                 raise NatsProtocolError(ERR_MAX_PAYLOAD)
             start = nl + 1
             end = start + size
-            if end + 2 > n:
-                if end < n and buf[end] != 13:
-                    raise _unknown_op()
-                self._need = end + 2 - pos
+            if end + 2 > n:  # wait for the payload; check its "\r" as soon as it is here
+                if end < n:
+                    if buf[end] != 13:
+                        raise _unknown_op()
+                    self._need = end + 2 - pos
+                else:
+                    self._need = end + 1 - pos
                 return -1
             if buf[end] != 13 or buf[end + 1] != 10:
                 raise _unknown_op()
