@@ -503,11 +503,12 @@ def test_valid_streams_any_split_same_events(op_list, cuts):
     assert feed(chunks) == (expected, None)
 
 
-_fragments = st.sampled_from([
+_FRAGMENTS = [
     b"PUB ", b"pub ", b"HPUB ", b"SUB ", b"UNSUB ", b"PING", b"PONG", b"CONNECT ", b"INFO ", b"+OK", b"-ERR ",
     b"foo", b"a.b", b" ", b"\t", b"\r\n", b"\n", b"\r", b"0", b"1", b"5", b"12", b"22", b"-1", b"{}", b"{",
     b"NATS/1.0\r\n\r\n", b"\x00", b"\xff", b"x",
-])
+]
+_fragments = st.sampled_from(_FRAGMENTS)
 
 
 @settings(max_examples=400, deadline=None)
@@ -523,3 +524,16 @@ def test_random_bytes_only_events_or_protocol_errors(parts, cuts, mcl, max_paylo
     points = sorted({c % (len(data) + 1) for c in cuts})
     chunks = [data[i:j] for i, j in zip([0] + points, points + [len(data)])]
     assert _norm(feed(chunks, max_control_line=mcl, max_payload=max_payload)) == _norm(ref)
+    assert _norm(bytewise(data, max_control_line=mcl, max_payload=max_payload)) == _norm(ref)
+
+
+def test_every_triple_of_fragments():
+    """Exhaustive over short streams: no exception but NatsProtocolError, and the same result whether
+    fed whole or cut at a fragment boundary."""
+    for a in _FRAGMENTS:
+        for b in _FRAGMENTS:
+            for c in _FRAGMENTS:
+                data = a + b + c
+                ref = _norm(whole(data, max_control_line=8))
+                assert _norm(feed([a, b + c], max_control_line=8)) == ref, data
+                assert _norm(feed([a + b, c], max_control_line=8)) == ref, data

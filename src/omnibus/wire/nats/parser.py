@@ -184,6 +184,7 @@ _BY_FIRST: dict[int, tuple[tuple[bytes, int], ...]] = {}
 for _w, _k in _WORDS:
     for _c in {_w[0], ord(chr(_w[0]).lower())}:
         _BY_FIRST[_c] = _BY_FIRST.get(_c, ()) + ((_w, _k),)
+del _w, _k, _c
 _LINE_ONLY = frozenset((_K_PING, _K_PONG, _K_OK))  # anything up to "\n" is ignored
 _NEEDS_SPACE = frozenset((_K_PUB, _K_HPUB, _K_SUB, _K_UNSUB, _K_ERR))  # CONNECT/INFO don't
 
@@ -417,7 +418,7 @@ class NatsParser:
                     # Fast path 2: "PUB <subject> [<reply>] <size>\r\n" or "HPUB <subject> [<reply>] <hdr>
                     # <size>\r\n" in upper case with single spaces, no tabs, within limits, its payload
                     # complete in the buffer. Anything else goes to _general.
-                    elif nl - pos - 5 <= mcl and 9 not in (line := buf[pos:nl]) and line[-1] == 13:
+                    elif 6 < nl - pos <= mcl + 5 and 9 not in (line := buf[pos:nl]) and line[-1] == 13:
                         parts = line.split(b" ")
                         np = len(parts)
                         size = sizes_get(parts[-1]) if np > 2 else None  # b"128\r" -> 128
