@@ -47,22 +47,34 @@ def run_parser(stream: bytes, expected: int, rounds: int, chunk: int = CHUNK,
 def bench_parser(rounds: int) -> None:
     payload = bytes(range(128))
     n = 10_000
+    # (name, stream of n ops, events per op)
     scenarios = [
-        ("PUB foo.bar 128 (target > 1M/s)", b"PUB foo.bar 128\r\n" + payload + b"\r\n", 1),
-        ("PUB foo.bar _INBOX.abc 128", b"PUB foo.bar _INBOX.abc 128\r\n" + payload + b"\r\n", 1),
-        ("PUB foo.bar 0 (empty payload)", b"PUB foo.bar 0\r\n\r\n", 1),
-        ("HPUB foo.bar 24 152", b"HPUB foo.bar 24 152\r\nNATS/1.0\r\nA: bcdefgh\r\n\r\n" + payload + b"\r\n", 1),
-        ("PUB\\tfoo.bar\\t128 (general path)", b"PUB\tfoo.bar\t128\r\n" + payload + b"\r\n", 1),
-        ("mixed PUB/SUB/UNSUB/PING", b"PUB a.b 128\r\n" + payload + b"\r\nSUB a.* q 12\r\nUNSUB 12 5\r\nPING\r\n", 4),
+        ("PUB foo.bar 128 (target > 1M/s)", (b"PUB foo.bar 128\r\n" + payload + b"\r\n") * n, 1),
+        ("PUB foo.bar <0..199> (sizes vary)",
+         b"".join(b"PUB foo.bar %d\r\n" % (i % 200) + payload[:i % 200] + b"x" * (i % 200 - 128) + b"\r\n"
+                  for i in range(n)), 1),
+        ("PUB foo.bar.<i> 128 (10k subjects)",
+         b"".join(b"PUB foo.bar.%d 128\r\n" % i + payload + b"\r\n" for i in range(n)), 1),
+        ("PUB foo.bar _INBOX.<i> 128 (requests)",
+         b"".join(b"PUB foo.bar _INBOX.Hx3kQ1.%d 128\r\n" % i + payload + b"\r\n" for i in range(n)), 1),
+        ("PUB foo.bar 0 (empty payload)", b"PUB foo.bar 0\r\n\r\n" * n, 1),
+        ("HPUB foo.bar 24 152", (b"HPUB foo.bar 24 152\r\nNATS/1.0\r\nA: bcdefgh\r\n\r\n" + payload + b"\r\n") * n,
+         1),
+        ("HPUB foo.bar _INBOX.<i> 24 152",
+         b"".join(b"HPUB foo.bar _INBOX.Hx3kQ1.%d 24 152\r\nNATS/1.0\r\nA: bcdefgh\r\n\r\n" % i + payload + b"\r\n"
+                  for i in range(n)), 1),
+        ("pub\\tfoo.bar\\t128 (general path)", (b"pub\tfoo.bar\t128\r\n" + payload + b"\r\n") * n, 1),
+        ("PUB/SUB/UNSUB/PING mixed", (b"PUB a.b 128\r\n" + payload + b"\r\nSUB a.* q 12\r\nUNSUB 12 5\r\nPING\r\n") * n,
+         4),
     ]
-    print(f"parser, {n:,} ops per stream, {CHUNK // 1024} KiB reads")
-    for name, op, events_per_op in scenarios:
-        stream = op * n
+    print(f"parser, {n:,} ops per stream, {CHUNK // 1024} KiB reads, best of {rounds}")
+    for name, stream, events_per_op in scenarios:
         rate = run_parser(stream, n * events_per_op, rounds)
-        print(f"  {name:40s} {rate:>12,.0f} events/s  ({len(stream) / 1e6 * rate / (n * events_per_op):,.0f} MB/s)")
+        mbs = len(stream) / 1e6 * rate / (n * events_per_op)
+        print(f"  {name:40s} {rate:>12,.0f} events/s  {1e9 / rate:>6,.0f} ns/event  {mbs:>6,.0f} MB/s")
     big = b"PUB big 1048576\r\n" + b"x" * 1048576 + b"\r\n"
     rate = run_parser(big * 20, 20, rounds)
-    print(f"  {'PUB 1 MiB payload':40s} {rate:>12,.0f} events/s  ({rate * len(big) / 1e6:,.0f} MB/s)")
+    print(f"  {'PUB 1 MiB payload':40s} {rate:>12,.0f} events/s  {'':>16s}  {rate * len(big) / 1e6:>6,.0f} MB/s")
     # one byte at a time: the worst case for the split-buffer path
     small = (b"PUB foo.bar 16\r\n" + payload[:16] + b"\r\n") * 200
     rate = run_parser(small, 200, max(1, rounds // 2), chunk=1)

@@ -75,6 +75,22 @@ def same_everywhere(data: bytes, **kw):
     return ref
 
 
+def general_only(data: bytes, max_payload: int = MAX_PAYLOAD_SIZE, max_control_line: int = MAX_CONTROL_LINE_SIZE):
+    """The reference path alone (NatsParser._general, no fast path, no cache), on the whole input."""
+    p = NatsParser()
+    out: list[tuple] = []
+    pos = 0
+    try:
+        while pos < len(data):
+            pos = p._general(data, pos, len(data), out.append, max_payload if max_payload >= 0 else 1 << 62,
+                             max_control_line)
+            if pos < 0:
+                break
+    except NatsProtocolError as e:
+        return out, e
+    return out, None
+
+
 def _norm(result):
     evs, err = result
     return evs, None if err is None else (err.message, err.fatal, err.send_err)
@@ -498,6 +514,7 @@ def test_valid_streams_any_split_same_events(op_list, cuts):
     data = b"".join(d for d, _ in op_list)
     expected = [e for _, evs in op_list for e in evs]
     assert whole(data) == (expected, None)
+    assert general_only(data) == (expected, None)
     points = sorted({c % (len(data) + 1) for c in cuts})
     chunks = [data[i:j] for i, j in zip([0] + points, points + [len(data)])]
     assert feed(chunks) == (expected, None)
@@ -525,6 +542,7 @@ def test_random_bytes_only_events_or_protocol_errors(parts, cuts, mcl, max_paylo
     chunks = [data[i:j] for i, j in zip([0] + points, points + [len(data)])]
     assert _norm(feed(chunks, max_control_line=mcl, max_payload=max_payload)) == _norm(ref)
     assert _norm(bytewise(data, max_control_line=mcl, max_payload=max_payload)) == _norm(ref)
+    assert _norm(general_only(data, max_control_line=mcl, max_payload=max_payload)) == _norm(ref)
 
 
 def test_every_triple_of_fragments():
@@ -535,5 +553,25 @@ def test_every_triple_of_fragments():
             for c in _FRAGMENTS:
                 data = a + b + c
                 ref = _norm(whole(data, max_control_line=8))
+                assert _norm(general_only(data, max_control_line=8)) == ref, data
                 assert _norm(feed([a, b + c], max_control_line=8)) == ref, data
                 assert _norm(feed([a + b, c], max_control_line=8)) == ref, data
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"PUB", b"HPUB"]), _subject, st.none() | _subject,
+                          st.binary(max_size=20), st.integers(0, 12)), min_size=1, max_size=10),
+       st.integers(0, 40), st.integers(8, 64))
+def test_fast_paths_agree_with_the_reference_path(pubs, max_payload, mcl):
+    """Upper-case, single-spaced PUB/HPUB (the fast paths' shape, cached or not) against _general alone,
+    with limits that some of them break."""
+    data = b""
+    for op, subject, reply, payload, hdr in pubs:
+        r = b"" if reply is None else reply.encode() + b" "
+        if op == b"PUB":
+            data += b"PUB %b %b%d\r\n%b\r\n" % (subject.encode(), r, len(payload), payload)
+        else:
+            data += b"HPUB %b %b%d %d\r\n%b\r\n" % (subject.encode(), r, hdr, len(payload), payload)
+    for _ in range(2):  # the second time, lines without reply come from the cache
+        ref = _norm(general_only(data, max_payload=max_payload, max_control_line=mcl))
+        assert _norm(whole(data, max_payload=max_payload, max_control_line=mcl)) == ref
