@@ -575,3 +575,14 @@ def test_fast_paths_agree_with_the_reference_path(pubs, max_payload, mcl):
     for _ in range(2):  # the second time, lines without reply come from the cache
         ref = _norm(general_only(data, max_payload=max_payload, max_control_line=mcl))
         assert _norm(whole(data, max_payload=max_payload, max_control_line=mcl)) == ref
+
+
+def test_a_payload_trickling_in_keeps_few_chunks():
+    p = NatsParser()
+    data = b"PUB a 50000\r\n" + b"x" * 50000 + b"\r\n"
+    for i in range(len(data) - 1):
+        p.receive_data(data[i:i + 1])
+        assert p.events() == []
+        assert len(p._chunks) <= 2 + i // 4096
+    p.receive_data(data[-1:])
+    assert p.events() == [(OP_PUB, "a", None, b"x" * 50000)]

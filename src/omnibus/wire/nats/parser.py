@@ -219,6 +219,10 @@ def _size_cr(b: bytes) -> int | None:
     return None
 
 
+#: Received chunks shorter than this are merged while they wait (bounds the per-chunk overhead when a
+#: payload trickles in a few bytes per read).
+_SMALL_CHUNK = 4096
+
 _PING_EVENT = (OP_PING,)
 _PONG_EVENT = (OP_PONG,)
 _UNLIMITED = 1 << 62
@@ -342,7 +346,11 @@ class NatsParser:
             self._buf = data  # drained: take the chunk as is, no copy
             self._pos = 0
         else:
-            self._chunks.append(data)
+            chunks = self._chunks
+            if chunks and len(chunks[-1]) < _SMALL_CHUNK:  # a trickle of tiny reads: keep the list short
+                chunks[-1] += data
+            else:
+                chunks.append(data)
             self._chunks_len += len(data)
 
     @property
