@@ -408,19 +408,44 @@ def test_max_control_line():
     assert err.wire == b"-ERR 'maximum control line exceeded'\r\n"
 
 
-@pytest.mark.parametrize("data", [
-    b"PING" + b" " * 70 + b"\r\n", b"PUB" + b" " * 70 + b"foo 0\r\n\r\n", b"CONNECT {}" + b" " * 70 + b"\r\n",
-    b"SUB " + b"a" * 65 + b" 1\r\n", b"+OK" + b"x" * 70 + b"\r\n",
-], ids=["ping", "blanks", "connect", "sub", "ok"])
+@pytest.mark.parametrize("data", [b"CONNECT {}" + b" " * 70 + b"\r\n", b"SUB " + b"a" * 65 + b" 1\r\n"],
+                         ids=["connect", "sub"])
 def test_long_lines(data):
     assert error_of(data, max_control_line=64).message == ERR_MAX_CONTROL_LINE
 
 
 def test_long_lines_default_limit():
     assert whole(b"SUB " + b"a" * 4094 + b" 1\r\n") == ([(OP_SUB, "a" * 4094, None, "1")], None)
-    for data in (b"SUB " + b"a" * 4095 + b" 1\r\n", b"PUB" + b" " * 5000, b"PING" + b" " * 5000):
+    for data in (b"SUB " + b"a" * 4095 + b" 1\r\n", b"PUB " + b"a" * 4097):
         assert whole(data)[1].message == ERR_MAX_CONTROL_LINE
         assert feed([data[:3000], data[3000:]])[1].message == ERR_MAX_CONTROL_LINE
+
+
+@pytest.mark.parametrize("data, event", [
+    (b"PING" + b" x" * 40 + b"\r\n", (OP_PING,)),
+    (b"PONG" + b"\t" * 80 + b"\r\n", (OP_PONG,)),
+    (b"+OK" + b"x" * 80 + b"\r\nPING\r\n", (OP_PING,)),
+    (b"PUB" + b" \t" * 40 + b"foo 0\r\n\r\n", (OP_PUB, "foo", None, b"")),
+    (b"SUB" + b" " * 80 + b"foo 1\r\n", (OP_SUB, "foo", None, "1")),
+    (b"CONNECT" + b" " * 80 + b"{}\r\n", (OP_CONNECT, {})),
+], ids=["ping", "pong", "ok", "pub", "sub", "connect"])
+def test_ignored_bytes_have_no_cap(data, event):
+    # parser.go skips blanks after an op name and everything after PING/PONG/+OK without a cap.
+    assert same_everywhere(data, max_control_line=16) == ([event], None)
+
+
+def test_ignored_bytes_are_not_kept():
+    p = NatsParser()
+    p.receive_data(b"PING")
+    for _ in range(100):
+        p.receive_data(b" " * 10_000)
+        assert p.events() == [] and p.buffered <= 10_005
+    p.receive_data(b"\r\nSUB")
+    for _ in range(100):
+        p.receive_data(b"\t" * 10_000)
+        assert p.events() == [(OP_PING,)] * (_ == 0) and p.buffered <= 10_005
+    p.receive_data(b"a 1\r\n")
+    assert p.events() == [(OP_SUB, "a", None, "1")]
 
 
 def test_unknown_op_is_raised_as_soon_as_the_byte_arrives():
