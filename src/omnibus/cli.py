@@ -70,14 +70,14 @@ async def _serve(settings, t0: float) -> int:
     except StartupError as e:
         click.echo(f"omnibus: error: {e}", err=True)
         return EXIT_START_FAILED
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before "ready": a script may signal right after it
+        loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
     for proto, (host, port) in server.listeners.items():
         click.echo(f"omnibus: {proto} listening on {host}:{port}")
     click.echo(f"omnibus: ready in {(time.perf_counter() - t0) * 1000:.0f} ms "
                f"(data dir {settings.data_dir}, fsync={settings.storage.fsync}, {LOOP_NAME})")
     sys.stdout.flush()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
     await server.wait_stopped()
     click.echo("omnibus: stopped")
     return 0
