@@ -42,6 +42,7 @@ def varz(broker: Any, req: Request) -> Response:
     host, port = broker.listeners.get("nats", (s.host, s.nats_port))
     stats = broker.stats.get("nats")
     now = time.time()
+    in_msgs, out_msgs, in_bytes, out_bytes = router.totals()
     return json_response(200, {
         "server_id": router.server_id, "server_name": s.nats.server_name, "version": PROTOCOL_VERSION,
         "proto": 1, "host": host, "port": port, "auth_required": s.nats.auth_required,
@@ -51,8 +52,8 @@ def varz(broker: Any, req: Request) -> Response:
         "start": _iso(router.started), "now": _iso(now), "uptime": _uptime(now - router.started),
         "mem": _rss_bytes(), "cores": os.cpu_count(),
         "connections": len(router.sessions), "total_connections": stats.connections_total if stats else 0,
-        "in_msgs": router.in_msgs, "out_msgs": router.out_msgs, "in_bytes": router.in_bytes,
-        "out_bytes": router.out_bytes, "slow_consumers": router.slow_consumers,
+        "in_msgs": in_msgs, "out_msgs": out_msgs, "in_bytes": in_bytes, "out_bytes": out_bytes,
+        "slow_consumers": router.slow_consumers,
         "subscriptions": len(router.trie),
     })
 

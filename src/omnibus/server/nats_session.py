@@ -16,8 +16,9 @@ Semantics follow nats-server (server/client.go), cited where they matter:
 - no_responders: a request (PUB with reply) that reaches nobody gets a ``NATS/1.0 503`` status HMSG on
   the requester's own subscription that matches the reply subject (``client.go`` ``subForReply``).
 - A client that did not announce headers support gets MSG without the header block.
-- Slow consumer: when a connection's pending outbound bytes pass ``limits.max_pending_bytes``, it is
-  dropped (nats-server closes with ``SlowConsumerPendingBytes``); the publisher is never slowed.
+- Slow consumer: when a connection's pending outbound bytes pass ``limits.max_pending_bytes`` after a
+  flush, it is dropped (nats-server closes with ``SlowConsumerPendingBytes``); the publisher is never
+  slowed. Checked once per loop turn by the connection (``Connection.pending_limit``), not per message.
 - Server PINGs every ``nats.ping_interval_s``; ``max_pings_out`` unanswered ones close the connection with
   ``-ERR 'Stale Connection'``.
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import random
+from random import random
 import secrets
 import string
 import time
@@ -130,9 +131,23 @@ class NatsRouter:
         self.server_id = _server_id()
         self.next_cid = 1
         self.sessions: dict[int, NatsSession] = {}
-        self.in_msgs = self.out_msgs = self.in_bytes = self.out_bytes = 0
+        #: Counters of closed sessions; live sessions count their own (no shared counter per message).
+        self.closed_totals = [0, 0, 0, 0]  # in_msgs, out_msgs, in_bytes, out_bytes
         self.slow_consumers = 0
+        #: subject -> b"MSG <subject> " (bounded like the trie's match cache): saves encoding a hot
+        #: subject for every message.
+        self.msg_heads: dict[str, bytes] = {}
         self.started = time.time()
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """(in_msgs, out_msgs, in_bytes, out_bytes) over every session since start."""
+        t = list(self.closed_totals)
+        for s in self.sessions.values():
+            t[0] += s.in_msgs
+            t[1] += s.out_msgs
+            t[2] += s.in_bytes
+            t[3] += s.out_bytes
+        return t[0], t[1], t[2], t[3]
 
     @classmethod
     def of(cls, server: "BrokerServer") -> "NatsRouter":
@@ -151,7 +166,7 @@ class NatsSession:
         settings = server.settings
         self.nsettings = settings.nats
         self.max_payload = settings.limits.max_payload
-        self.max_pending = settings.limits.max_pending_bytes
+        conn.pending_limit = settings.limits.max_pending_bytes
         self.parser = NatsParser(max_payload=self.max_payload, max_control_line=self.nsettings.max_control_line)
         self.cid = router.next_cid
         router.next_cid += 1
@@ -286,14 +301,18 @@ class NatsSession:
         self.in_msgs += 1
         self.in_bytes += size
         router = self.router
-        router.in_msgs += 1
-        router.in_bytes += size
         result = router.trie.match(subject)
         delivered = 0
         if result:
-            # Encode once; each subscriber costs one concatenation with its sid (encoder.msg_parts).
+            # Encode once; each subscriber costs one concatenation with its sid.
             if headers is None:
-                head, tail = enc.msg_parts(subject, reply, payload)
+                head = router.msg_heads.get(subject)
+                if head is None:
+                    head = _cache_head(router.msg_heads, subject)
+                if reply:
+                    tail = b" %b %d\r\n%b\r\n" % (reply.encode("utf-8", "surrogateescape"), size, payload)
+                else:
+                    tail = b" %d\r\n%b\r\n" % (size, payload)
             else:
                 head, tail = enc.hmsg_parts(subject, reply, headers, payload)
             echo = self.echo
@@ -309,7 +328,8 @@ class NatsSession:
             for _group, members in result.groups:
                 candidates = members if echo else [m for m in members if m.session is not self]
                 if candidates:
-                    sub = candidates[random.randrange(len(candidates))] if len(candidates) > 1 else candidates[0]
+                    # Random member, as nats-server (rand.Int31n in processMsgResults).
+                    sub = candidates[int(random() * len(candidates))]
                     session = sub.session
                     if headers is not None and not session.headers:
                         session._deliver(sub, enc.msg(subject, sub.sid_b, reply, payload), len(payload))
@@ -323,19 +343,17 @@ class NatsSession:
         """Queue one encoded MSG/HMSG for this client. Hot path: run bench/nats.py before changing it."""
         if self.closed:
             return
-        conn = self.conn
-        conn.write(data)
+        self.conn.write(data)
         self.out_msgs += 1
         self.out_bytes += size
-        router = self.router
-        router.out_msgs += 1
-        router.out_bytes += size
         sub.delivered += 1
         if sub.max_msgs and sub.delivered >= sub.max_msgs:
             self._remove_sub(sub)
-        if conn.pending_bytes > self.max_pending:
-            router.slow_consumers += 1
-            self._close(abort=True)  # nats-server: SlowConsumerPendingBytes, connection closed
+
+    def slow_consumer(self) -> None:
+        """Called by the connection when its unsent bytes pass limits.max_pending_bytes."""
+        self.router.slow_consumers += 1
+        self._close(abort=True)  # nats-server: SlowConsumerPendingBytes, connection closed
 
     def _send_no_responders(self, reply: str) -> None:
         for sub in self.router.trie.match(reply).values():
@@ -412,11 +430,17 @@ class NatsSession:
         self._ping_timer.cancel()
         if self._auth_timer is not None:
             self._auth_timer.cancel()
-        trie = self.router.trie
+        router = self.router
+        trie = router.trie
         for sub in self.subs.values():
             trie.remove(sub.subject, sub, sub.queue)
         self.subs.clear()
-        self.router.sessions.pop(self.cid, None)
+        if router.sessions.pop(self.cid, None) is not None:
+            t = router.closed_totals
+            t[0] += self.in_msgs
+            t[1] += self.out_msgs
+            t[2] += self.in_bytes
+            t[3] += self.out_bytes
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -425,6 +449,18 @@ class NatsSession:
 
     def shutdown(self) -> None:
         self._close()
+
+
+#: Bound on cached MSG heads (as the trie's match cache, nats-server slCacheMax).
+MSG_HEAD_CACHE_MAX = 1024
+
+
+def _cache_head(cache: dict[str, bytes], subject: str) -> bytes:
+    head = b"MSG " + subject.encode("utf-8", "surrogateescape") + b" "
+    if len(cache) >= MSG_HEAD_CACHE_MAX:
+        cache.clear()
+    cache[subject] = head
+    return head
 
 
 def _valid_queue(queue: str) -> bool:

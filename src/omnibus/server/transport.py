@@ -72,7 +72,8 @@ class Connection(asyncio.Protocol):
     """A client socket bound to one session. Event-loop thread only."""
 
     __slots__ = ("server", "protocol", "stats", "transport", "session", "peer", "_factory", "_out",
-                 "_out_size", "_flush_scheduled", "_loop", "writing_paused", "closed", "_closing", "_regions")
+                 "_out_size", "_flush_scheduled", "_loop", "writing_paused", "closed", "_closing", "_regions",
+                 "pending_limit")
 
     def __init__(self, server: "BrokerServer", protocol: str, factory: SessionFactory,
                  stats: ProtocolStats) -> None:
@@ -91,6 +92,10 @@ class Connection(asyncio.Protocol):
         self.closed = False  # no more input or output
         self._closing = False  # close() was called while file regions were still queued
         self._regions: list[Any] | None = None
+        #: Set by a session that wants slow-consumer detection: when more than this many bytes wait in
+        #: the transport after a flush, ``session.slow_consumer()`` is called (once per loop turn, not
+        #: per message).
+        self.pending_limit = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -183,6 +188,8 @@ class Connection(asyncio.Protocol):
             self.transport.write(out[0])
         else:
             self.transport.writelines(out)
+        if self.pending_limit and self.transport.get_write_buffer_size() > self.pending_limit:
+            self.session.slow_consumer()  # type: ignore[union-attr]
 
     def write_regions(self, regions: list[FileRegion]) -> None:
         """Send file regions (``Log.read``'s :class:`FileRegion` s) after what is queued.
