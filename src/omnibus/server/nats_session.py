@@ -174,6 +174,7 @@ class NatsSession:
         self.subs: dict[str, Subscription] = {}
         self.connected = False  # CONNECT received
         self.verbose = self.pedantic = False
+        self._pub_checks = False  # pedantic or verbose or publish permissions: the PUB slow path
         self.echo = True
         self.headers = False
         self.no_responders = False
@@ -212,20 +213,24 @@ class NatsSession:
         self.last_activity = time.time()
         self.parser.receive_data(data)
         # The codec returns the good ops followed, on a protocol error, by one (OP_ERROR, error).
-        for ev in self.parser.events():
+        events = self.parser.events()
+        must_auth = not self.connected and self.nsettings.auth_required
+        publish = self._publish
+        for ev in events:
+            op = ev[0]
+            if op == OP_PUB and not must_auth:  # the hot path; a PUB never closes its own session
+                publish(ev[1], ev[2], None, ev[3])
+                continue
             if self.closed:
                 return
-            op = ev[0]
-            if not self.connected and op != OP_CONNECT and self.nsettings.auth_required:
+            if must_auth and op != OP_CONNECT:
                 self._fatal(ERR_AUTH)
                 return
-            if op == OP_PUB:
-                self._publish(ev[1], ev[2], None, ev[3])
-            elif op == OP_HPUB:
+            if op == OP_HPUB:
                 if not self.headers:  # nats-server closes without an -ERR (processHeaderPub error)
                     self._close()
                     return
-                self._publish(ev[1], ev[2], ev[3], ev[4])
+                publish(ev[1], ev[2], ev[3], ev[4])
             elif op == OP_SUB:
                 self._subscribe(ev[1], ev[2], ev[3])
             elif op == OP_UNSUB:
@@ -236,6 +241,9 @@ class NatsSession:
                 self.pings_out = 0
             elif op == OP_CONNECT:
                 self._connect(ev[1])
+                must_auth = not self.connected and self.nsettings.auth_required
+            elif op == OP_PUB:
+                publish(ev[1], ev[2], None, ev[3])
             elif op == OP_ERROR:
                 self._protocol_error(ev[1])
                 return
@@ -265,6 +273,7 @@ class NatsSession:
                 self._fatal(ERR_AUTH)
                 return
         self.connected = True
+        self._pub_checks = self.pedantic or self.verbose or self.pub_perms is not None
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -289,21 +298,23 @@ class NatsSession:
 
     # -- pub/sub ---------------------------------------------------------------------------------------
     def _publish(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> None:
-        if self.pedantic and not valid_nats_subject(subject):
-            self.conn.write(enc.err(ERR_INVALID_PUB_SUBJECT))
-            return
-        if self.pub_perms is not None and not self.pub_perms.allows(subject):
-            self.conn.write(enc.err(f'Permissions Violation for Publish to "{subject}"'))
-            return
-        if self.verbose:  # nats-server acknowledges the PUB before it delivers it
-            self.conn.write(enc.OK)
+        """Route one message to every matching subscriber. Hot path: run bench/nats.py before changing it."""
+        if self._pub_checks:
+            if self.pedantic and not valid_nats_subject(subject):
+                self.conn.write(enc.err(ERR_INVALID_PUB_SUBJECT))
+                return
+            if self.pub_perms is not None and not self.pub_perms.allows(subject):
+                self.conn.write(enc.err(f'Permissions Violation for Publish to "{subject}"'))
+                return
+            if self.verbose:  # nats-server acknowledges the PUB before it delivers it
+                self.conn.write(enc.OK)
         size = len(payload) + (len(headers) if headers else 0)
         self.in_msgs += 1
         self.in_bytes += size
         router = self.router
         result = router.trie.match(subject)
         delivered = 0
-        if result:
+        if result.plain or result.groups:
             # Encode once; each subscriber costs one concatenation with its sid.
             if headers is None:
                 head = router.msg_heads.get(subject)
@@ -318,12 +329,17 @@ class NatsSession:
             echo = self.echo
             for sub in result.plain:
                 session = sub.session
-                if session is self and not echo:
+                if session is self and not echo or session.closed:
                     continue
                 if headers is not None and not session.headers:
                     session._deliver(sub, enc.msg(subject, sub.sid_b, reply, payload), len(payload))
-                else:
-                    session._deliver(sub, head + sub.sid_b + tail, size)
+                else:  # _deliver, inlined for the common case
+                    session.conn.write(head + sub.sid_b + tail)
+                    session.out_msgs += 1
+                    session.out_bytes += size
+                    sub.delivered += 1
+                    if sub.max_msgs and sub.delivered >= sub.max_msgs:
+                        session._remove_sub(sub)
                 delivered += 1
             for _group, members in result.groups:
                 candidates = members if echo else [m for m in members if m.session is not self]
