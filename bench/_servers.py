@@ -220,7 +220,9 @@ class OmnibusServe:
         with open(self.stderr_path, "wb") as err_file:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, text=True,
                                          stdin=subprocess.DEVNULL, env={**os.environ, **(self.env or {})})
+        # A thread reads stdout: select() on a buffered pipe misses lines already in Python's buffer.
         lines: queue.Queue = queue.Queue()
+        self._stdout = lines
         proc = self.proc
         threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] and None, daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT
@@ -239,17 +241,35 @@ class OmnibusServe:
         err = self.stderr_path.read_text()[-2000:]
         raise RuntimeError(f"omnibus serve did not become ready: {self.lines} {err!r}")
 
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
+    def url_for(self, proto: str, path: str = "") -> str:
+        host, port = self.listeners[proto]
+        scheme = {"http": "http", "nats": "nats", "amqp": "amqp"}.get(proto, "tcp")
+        return f"{scheme}://{host}:{port}{path}"
+
+    def rest_of_stdout(self) -> str:
+        """What the process printed after its ready line (call once it has exited)."""
+        out = []
+        while True:
             try:
-                self.proc.wait(15)
+                out.append(self._stdout.get(timeout=2))
+            except queue.Empty:
+                return "".join(out)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait up to ``timeout`` (then SIGKILL); returns the exit code (None if not started)."""
+        if self.proc is None:
+            return None
+        proc = self.proc
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                proc.kill()
+                proc.wait(5)
         self.proc = None
+        self.returncode = proc.returncode
+        return proc.returncode
 
     def close(self) -> None:
         self.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,19 +16,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._servers import OmnibusServe  # noqa: E402
+
 
 def serve_once(data_dir: str) -> tuple[float, float]:
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "omnibus", "serve", "--data-dir", data_dir,
-                             "--kafka-port", "0", "--amqp-port", "0", "--nats-port", "0", "--http-port", "0"],
-                            stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("omnibus: ready"):
-            break
+    serve = OmnibusServe(data_dir).start()
     ready = time.perf_counter() - t0
     t1 = time.perf_counter()
-    proc.terminate()
-    proc.wait(10)
+    serve.stop()
     return ready, time.perf_counter() - t1
 
 

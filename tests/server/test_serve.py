@@ -20,13 +20,13 @@ def test_serve_listens_answers_and_exits_0_on_sigterm(tmp_path):
         host, port = sp.listeners["http"]
         assert host == "127.0.0.1" and port > 0
         assert sp.lines[-1].startswith("omnibus: ready in ")
-        status, body = http_get(sp.url("/healthz"))
+        status, body = http_get(sp.url_for("http", "/healthz"))
         assert (status, body.strip()) == (200, '{"status":"ok"}')
-        status, body = http_get(sp.url("/metrics"))
+        status, body = http_get(sp.url_for("http", "/metrics"))
         assert status == 200
         assert 'omnibus_connections{protocol="http"} 1.0' in body
         assert "omnibus_log_fsyncs_total" in body
-        assert http_get(sp.url("/nope"))[0] == 404
+        assert http_get(sp.url_for("http", "/nope"))[0] == 404
     finally:
         code = sp.stop(timeout=5.0)  # graceful stop must finish within 5 s
     assert code == 0
