@@ -5,30 +5,30 @@ exchanges route AMQP publishes and, through ``amq.topic``, core NATS publishes (
 Synchronous, event-loop thread only, no protocol error codes.
 """
 
-from omnibus.core.routing.exchanges import (
-    AMQ_TOPIC,
-    DEFAULT_EXCHANGE,
-    Binding,
-    Exchange,
-    ExchangeError,
-    ExchangeInUse,
-    ExchangeNotFound,
-    ExchangeRef,
-    Exchanges,
-    InequivalentExchange,
-    InvalidBinding,
-    ReservedExchange,
-    UnknownExchangeType,
-    nats_pattern_to_binding_key,
-)
-from omnibus.core.routing.trie import (
-    EMPTY_MATCH,
-    MatchResult,
-    SubjectTrie,
-    is_literal,
-    valid_nats_pattern,
-    valid_nats_subject,
-)
+# Lazy (PEP 562): importing one submodule, e.g. the trie for the NATS listener, must not load every
+# core module and the storage engine with it (they cost ~100 ms of the broker's start-up).
+_EXPORTS = {
+    "AMQ_TOPIC": "omnibus.core.routing.exchanges",
+    "DEFAULT_EXCHANGE": "omnibus.core.routing.exchanges",
+    "Binding": "omnibus.core.routing.exchanges",
+    "Exchange": "omnibus.core.routing.exchanges",
+    "ExchangeError": "omnibus.core.routing.exchanges",
+    "ExchangeInUse": "omnibus.core.routing.exchanges",
+    "ExchangeNotFound": "omnibus.core.routing.exchanges",
+    "ExchangeRef": "omnibus.core.routing.exchanges",
+    "Exchanges": "omnibus.core.routing.exchanges",
+    "InequivalentExchange": "omnibus.core.routing.exchanges",
+    "InvalidBinding": "omnibus.core.routing.exchanges",
+    "ReservedExchange": "omnibus.core.routing.exchanges",
+    "UnknownExchangeType": "omnibus.core.routing.exchanges",
+    "nats_pattern_to_binding_key": "omnibus.core.routing.exchanges",
+    "EMPTY_MATCH": "omnibus.core.routing.trie",
+    "MatchResult": "omnibus.core.routing.trie",
+    "SubjectTrie": "omnibus.core.routing.trie",
+    "is_literal": "omnibus.core.routing.trie",
+    "valid_nats_pattern": "omnibus.core.routing.trie",
+    "valid_nats_subject": "omnibus.core.routing.trie",
+}
 
 __all__ = [
     "AMQ_TOPIC",
@@ -52,3 +52,12 @@ __all__ = [
     "valid_nats_pattern",
     "valid_nats_subject",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
