@@ -19,6 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from omnibus.config import load_settings  # noqa: E402
+from omnibus.core.clock import SystemClock  # noqa: E402
+from omnibus.core.vhost import VirtualHost  # noqa: E402
 from omnibus.server.nats_session import NatsSession  # noqa: E402
 from omnibus.server.transport import Connection, ProtocolStats  # noqa: E402
 
@@ -51,6 +53,8 @@ class Server:
     def __init__(self) -> None:
         self.settings = load_settings(environ={})
         self.listeners: dict = {}
+        # A vhost with nothing bound to amq.topic, as in a broker without AMQP clients.
+        self.vhosts = {"/": VirtualHost("/", open_log=None, delete_log=None, meta=None, clock=SystemClock())}
 
     def add_connection(self, conn) -> bool:
         return True

@@ -20,11 +20,14 @@ import errno
 import fcntl
 import importlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from omnibus.config import PROTOCOLS, Settings
+from omnibus.core.clock import SystemClock
+from omnibus.core.vhost import DEFAULT_VHOST, VirtualHost, queue_log_name
 from omnibus.server.metrics import Metrics
 from omnibus.server.transport import Connection, ProtocolStats, SessionFactory
 from omnibus.storage.log import Log, LogConfig
@@ -71,6 +74,8 @@ class BrokerServer:
         self.meta: MetaStore | None = None
         self.syncer: Syncer | None = None
         self.logs: dict[str, Log] = {}
+        #: AMQP virtual hosts (core); "/" always exists. NATS publishes meet AMQP queues on its amq.topic.
+        self.vhosts: dict[str, VirtualHost] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._lock_fd: int | None = None
         self._stopped = asyncio.Event()
@@ -85,6 +90,10 @@ class BrokerServer:
             self._open_data_dir()
             self.syncer = Syncer(dispatch=loop.call_soon_threadsafe)
             self.syncer.start()
+            try:
+                self._open_vhost(DEFAULT_VHOST)
+            except Exception as e:  # corrupt metadata or an unreadable queue log
+                raise StartupError(f"cannot restore virtual host '{DEFAULT_VHOST}': {e}") from None
             for proto in PROTOCOLS:
                 spec = SESSIONS.get(proto)
                 if spec is not None:
@@ -169,10 +178,13 @@ class BrokerServer:
 
     async def _close_storage(self) -> None:
         loop = asyncio.get_running_loop()
+        vhosts, self.vhosts = list(self.vhosts.values()), {}
         logs, self.logs = list(self.logs.values()), {}
         syncer, self.syncer = self.syncer, None
 
         def close_all() -> None:  # blocks (fsync): runs in the default executor
+            for vhost in vhosts:
+                vhost.close()
             for log in logs:
                 log.close()
             if syncer is not None:
@@ -219,6 +231,24 @@ class BrokerServer:
             log = Log.open(self.data_dir / LOGS_DIR / name, self.log_config(**overrides), syncer=self.syncer)
             self.logs[name] = log
         return log
+
+    def delete_log(self, name: str) -> None:
+        """Close (if open) and remove the log ``logs/<name>``. Blocks briefly."""
+        log = self.logs.pop(name, None)
+        if log is not None:
+            log.delete()
+        else:
+            shutil.rmtree(self.data_dir / LOGS_DIR / name, ignore_errors=True)
+
+    def _open_vhost(self, name: str) -> VirtualHost:
+        vhost = VirtualHost(name, open_log=self.open_log, delete_log=self.delete_log, meta=self.meta,
+                            clock=SystemClock())
+        prefix = queue_log_name(name, "x").rsplit("/", 1)[0]
+        root = self.data_dir / LOGS_DIR / prefix
+        on_disk = [f"{prefix}/{p.name}" for p in root.iterdir()] if root.is_dir() else []
+        vhost.restore(on_disk)
+        self.vhosts[name] = vhost
+        return vhost
 
     async def _retention_loop(self) -> None:
         interval = self.settings.storage.retention_check_interval_ms / 1000

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import omnibus.http.nats_monitor  # noqa: F401  - registers /varz, /connz, /subsz
 from omnibus import __version__
+from omnibus.core.messages import Message
+from omnibus.core.routing.exchanges import AMQ_TOPIC
 from omnibus.core.routing.trie import SubjectTrie, valid_nats_pattern, valid_nats_subject
 from omnibus.wire.nats import encoder as enc
 from omnibus.wire.nats.parser import (OP_CONNECT, OP_ERROR, OP_HPUB, OP_PING, OP_PONG, OP_PUB, OP_SUB,
@@ -134,6 +136,11 @@ class NatsRouter:
         #: Counters of closed sessions; live sessions count their own (no shared counter per message).
         self.closed_totals = [0, 0, 0, 0]  # in_msgs, out_msgs, in_bytes, out_bytes
         self.slow_consumers = 0
+        #: Design decision 6: core NATS publishes also go through amq.topic of the default vhost, so AMQP
+        #: queues bound there receive them (checked per publish with one call; nothing is bound there
+        #: unless an AMQP client binds a queue).
+        self.vhost = server.vhosts["/"]
+        self.amq_topic = self.vhost.exchanges[AMQ_TOPIC]
         #: subject -> b"MSG <subject> " (bounded like the trie's match cache): saves encoding a hot
         #: subject for every message.
         self.msg_heads: dict[str, bytes] = {}
@@ -352,6 +359,9 @@ class NatsSession:
                     else:
                         session._deliver(sub, head + sub.sid_b + tail, size)
                     delivered += 1
+        if router.amq_topic.has_bindings():
+            # To AMQP queues on amq.topic (design decision 6); the NATS header block is not mapped yet.
+            delivered += router.vhost.publish(AMQ_TOPIC, (Message(subject, payload),))[0]
         if not delivered and reply and self.no_responders:
             self._send_no_responders(reply)
 
