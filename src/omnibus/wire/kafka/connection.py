@@ -1,11 +1,11 @@
 """Sans-IO Kafka framing: size-prefixed requests in, size-prefixed responses out (broker side), and the
 mirror image for tests that act as a client.
 
-Strategy: ``receive_data`` only buffers (``wire._common.buffer.Buffer``); ``events`` cuts every complete
-request off the buffer (4-byte signed size, then that many bytes), reads its header and decodes its body
-with the API's generated decoder, and returns them as :class:`Request` objects, one call per
-``data_received``. While a large request is incomplete, ``events`` returns ``[]`` after one length
-comparison. Responses are encoded straight into one ``bytearray`` (size prefix patched at the end);
+Strategy: ``receive_data`` only buffers (a list of received chunks; see :class:`KafkaConnection` for why
+not ``wire._common.buffer.Buffer``); ``events`` cuts every complete request off the buffer (4-byte signed
+size, then that many bytes), reads its header and decodes its body with the API's generated decoder, and
+returns them as :class:`Request` objects, one call per ``data_received``. While a large request is
+incomplete, ``events`` returns ``[]`` after one length comparison. Responses are encoded straight into one ``bytearray`` (size prefix patched at the end);
 ``encode_response_parts`` leaves large records and file regions out of it as separate parts.
 
 Headers (Kafka's RequestHeader.json / ResponseHeader.json, KIP-482):
@@ -106,7 +106,7 @@ def response_header_version(api_key: int, api_version: int) -> int:
     if api_key == API_VERSIONS:
         return 0
     cls = RESPONSES.get(api_key)
-    return 1 if cls is not None and api_version in cls.SCHEMA.flexible else 0
+    return 1 if cls is not None and cls.SCHEMA.flexible.lo <= api_version <= cls.SCHEMA.flexible.hi else 0
 
 
 class Request:
@@ -165,19 +165,6 @@ class Response:
 
 # -- encoding and decoding single frames ---------------------------------------------------------------
 
-def _read_client_id(frame: Any, pos: int) -> tuple[str | None, int]:
-    n, = _CLIENT_ID_LEN.unpack_from(frame, pos)
-    pos += 2
-    if n < 0:
-        if n == -1:
-            return None, pos
-        raise KafkaDecodeError(f"client_id has negative length {n}")
-    end = pos + n
-    if end > len(frame):
-        raise KafkaDecodeError("client_id runs past the end of the request")
-    return str(frame[pos:end], "utf-8", "replace"), end
-
-
 def encode_request(body: Any, api_version: int, correlation_id: int, client_id: str | None = "",
                    header_version: int | None = None) -> bytes:
     """A whole request frame: size prefix, header (v1 or v2 as the API version wants unless given),
@@ -201,41 +188,68 @@ def encode_request(body: Any, api_version: int, correlation_id: int, client_id: 
     return bytes(out)
 
 
-def decode_request(frame: bytes, versions: dict[int, tuple[int, int]] | None = None,
+_DECODERS: dict[int, tuple[Any, int]] = {}  # api_key << 16 | version → (body decoder, request header version)
+
+
+def _decoder_entry(api_key: int, api_version: int) -> tuple[Any, int]:
+    cls = REQUESTS[api_key]
+    entry = _DECODERS[api_key << 16 | api_version] = (
+        cls.decoder(api_version), 2 if api_version in cls.SCHEMA.flexible else 1)
+    return entry
+
+
+def decode_request(frame: bytes | memoryview, versions: dict[int, tuple[int, int]] | None = None,
                    strict: bool = False) -> Request:
     """Decode one request frame (without its size prefix). Raises a KafkaProtocolError subclass."""
-    if len(frame) < MIN_REQUEST_SIZE:
-        raise KafkaDecodeError(f"request of {len(frame)} bytes is shorter than a request header")
+    size = len(frame)
+    if size < MIN_REQUEST_SIZE:
+        raise KafkaDecodeError(f"request of {size} bytes is shorter than a request header")
     api_key, api_version, correlation_id = _HEADER_V0.unpack_from(frame, 0)
-    cls = REQUESTS.get(api_key)
-    if cls is None:
+    rng = (versions or SUPPORTED_VERSIONS).get(api_key)
+    if rng is None:
+        if api_key in REQUESTS:
+            raise UnsupportedVersionError(f"{API_NAMES[api_key]} is not enabled on this listener", api_key=api_key,
+                                          api_version=api_version, correlation_id=correlation_id)
         raise UnknownApiKeyError(f"unknown API key {api_key}", api_key=api_key, api_version=api_version,
                                  correlation_id=correlation_id)
-    lo, hi = (versions or SUPPORTED_VERSIONS).get(api_key, (1, 0))
-    supported = lo <= api_version <= hi
-    if not supported and api_key != API_VERSIONS:
-        raise UnsupportedVersionError(
-            f"unsupported version {api_version} of {API_NAMES[api_key]} (supported {lo}-{hi})",
-            api_key=api_key, api_version=api_version, correlation_id=correlation_id)
-    header_version = 2 if api_version in cls.SCHEMA.flexible else 1
+    supported = rng[0] <= api_version <= rng[1]
     try:
-        client_id, pos = _read_client_id(frame, 8)
+        if supported:
+            fn, header_version = _DECODERS.get(api_key << 16 | api_version) or _decoder_entry(api_key, api_version)
+        elif api_key == API_VERSIONS:
+            fn, header_version = None, 2 if api_version in REQUESTS[api_key].SCHEMA.flexible else 1
+        else:
+            lo, hi = rng
+            raise UnsupportedVersionError(
+                f"unsupported version {api_version} of {API_NAMES[api_key]} (supported {lo}-{hi})",
+                api_key=api_key, api_version=api_version, correlation_id=correlation_id)
+        n, = _CLIENT_ID_LEN.unpack_from(frame, 8)
+        if n >= 0:
+            pos = 10 + n
+            if pos > size:
+                raise KafkaDecodeError("client_id runs past the end of the request")
+            client_id = str(frame[10:pos], "utf-8", "replace")
+        elif n == -1:
+            pos = 10
+            client_id = None
+        else:
+            raise KafkaDecodeError(f"client_id has negative length {n}")
         if header_version == 2:
             pos = skip_tagged_fields(frame, pos)
-        if not supported:
+        if fn is None:
             return Request(api_key, api_version, correlation_id, client_id, None, header_version,
-                           UNSUPPORTED_VERSION, len(frame))
-        body, end = cls.decode(frame, api_version, pos)
+                           UNSUPPORTED_VERSION, size)
+        body, end = fn(frame, pos)
     except KafkaProtocolError as e:
         e.api_key, e.api_version, e.correlation_id = api_key, api_version, correlation_id
         raise
     except (struct.error, IndexError):
-        raise KafkaDecodeError(f"{API_NAMES[api_key]} v{api_version} request header is truncated",
-                               api_key=api_key, api_version=api_version, correlation_id=correlation_id) from None
-    if strict and end != len(frame):
-        raise KafkaDecodeError(f"{len(frame) - end} bytes after the end of a {API_NAMES[api_key]} v{api_version} "
+        raise KafkaDecodeError(f"{API_NAMES[api_key]} v{api_version} request is truncated", api_key=api_key,
+                               api_version=api_version, correlation_id=correlation_id) from None
+    if strict and end != size:
+        raise KafkaDecodeError(f"{size - end} bytes after the end of a {API_NAMES[api_key]} v{api_version} "
                                "request", api_key=api_key, api_version=api_version, correlation_id=correlation_id)
-    return Request(api_key, api_version, correlation_id, client_id, body, header_version, 0, len(frame))
+    return Request(api_key, api_version, correlation_id, client_id, body, header_version, 0, size)
 
 
 def _response_parts(api_key: int, api_version: int, correlation_id: int, body: Any) -> list:
@@ -253,7 +267,9 @@ def _response_parts(api_key: int, api_version: int, correlation_id: int, body: A
         return [bytes(out)]
     if out:
         parts.append(bytes(out))
-    total = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts) - 4
+    total = -4
+    for p in parts:
+        total += p.nbytes if type(p) is memoryview else len(p)
     parts[0] = _SIZE.pack(total) + parts[0][4:]
     return parts
 
@@ -294,20 +310,27 @@ class KafkaConnection:
     ``versions`` maps api_key → (min, max) of the versions accepted (default: everything the codec
     implements, ``messages.SUPPORTED_VERSIONS``); pass what the broker advertises in ApiVersions so that
     a request at any other version is treated as Kafka treats it. ``max_request_size`` is Kafka's
-    ``socket.request.max.bytes``. Event-loop thread only."""
+    ``socket.request.max.bytes``. Event-loop thread only.
 
-    __slots__ = ("_buf", "_max", "_versions", "_strict", "_need", "error")
+    Buffering: received chunks are kept in a list (not ``wire._common.Buffer``, which copies every byte
+    three times: append, slice out, compact). A request that arrived within one chunk is decoded from a
+    ``memoryview`` of that chunk, so its records are never copied; a request spread over several chunks is
+    joined once, when its last byte is in (the size prefix tells when). Leftover bytes after the last
+    complete request are kept as one chunk."""
+
+    __slots__ = ("_chunks", "_len", "_max", "_versions", "_strict", "_need", "error")
 
     def __init__(self, *, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
                  versions: dict[int, tuple[int, int]] | None = None, strict: bool = False) -> None:
-        self._buf = Buffer()
+        self._chunks: list[bytes] = []
+        self._len = 0
         self._max = max_request_size
         self._versions = dict(SUPPORTED_VERSIONS if versions is None else versions)
         for k, (lo, hi) in self._versions.items():
             if k not in REQUESTS or lo < REQUESTS[k].MIN_VERSION or hi > REQUESTS[k].MAX_VERSION:
                 raise ValueError(f"the codec does not implement API key {k} versions {lo}-{hi}")
         self._strict = strict
-        self._need = 4  # bytes the next frame needs before events() has anything to do
+        self._need = 4  # buffered bytes the next request needs before there is anything to do
         #: The protocol error that killed this connection, or None.
         self.error: KafkaProtocolError | None = None
 
@@ -317,83 +340,76 @@ class KafkaConnection:
         return dict(self._versions)
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Buffer bytes received from the socket. Never parses."""
+        """Buffer bytes received from the socket (copied unless ``bytes``). Never parses."""
         if self.error is not None:
             raise ConnectionDeadError(f"connection is dead: {self.error}") from self.error
-        self._buf.feed(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        if data:
+            self._chunks.append(data)
+            self._len += len(data)
 
     def events(self) -> list:
         """Every complete request buffered, as :class:`Request`; the last item may instead be the
         :class:`KafkaProtocolError` that ends the connection (see the module docstring)."""
         if self.error is not None:
             raise ConnectionDeadError(f"connection is dead: {self.error}") from self.error
-        buf = self._buf
-        if len(buf) < self._need:
+        if self._len < self._need:
             return []
-        out: list = []
-        while True:
-            head = buf.peek(4)
-            if head is None:
-                self._need = 4
-                break
-            size, = _SIZE.unpack(head)
-            if size < 0:
-                return self._fail(out, InvalidRequestSizeError(f"Invalid receive (size = {size})"))
-            if size > self._max:
-                return self._fail(out, RequestTooLargeError(
-                    f"Invalid receive (size = {size} larger than {self._max})"))
-            if len(buf) < 4 + size:
-                self._need = 4 + size
-                break
-            buf.consume_exactly(4)
-            frame = buf.consume_exactly(size)
-            buf.commit()
-            try:
-                out.append(decode_request(frame, self._versions, self._strict))
-            except KafkaProtocolError as e:
-                return self._fail(out, e)
-            except Exception as e:  # a bug of ours, but never let it escape as anything else
-                return self._fail(out, KafkaDecodeError(f"cannot decode request: {e!r}"))
-        return out
+        return self._parse(-1)
 
     def next_event(self) -> Any:
         """h11 style: the next :class:`Request`, or ``NEED_DATA``; raises the protocol error."""
         if self.error is not None:
             raise ConnectionDeadError(f"connection is dead: {self.error}") from self.error
-        ev = self._one()
-        if ev is None:
+        if self._len < self._need:
             return NEED_DATA
-        if isinstance(ev, KafkaProtocolError):
-            raise ev
-        return ev
+        evs = self._parse(1)
+        if not evs:
+            return NEED_DATA
+        if isinstance(evs[0], KafkaProtocolError):
+            raise evs[0]
+        return evs[0]
 
-    def _one(self) -> Any:
-        buf = self._buf
-        head = buf.peek(4)
-        if head is None:
-            self._need = 4
-            return None
-        size, = _SIZE.unpack(head)
-        if size < 0:
-            return self._fail([], InvalidRequestSizeError(f"Invalid receive (size = {size})"))[0]
-        if size > self._max:
-            return self._fail([], RequestTooLargeError(f"Invalid receive (size = {size} larger than {self._max})"))[0]
-        if len(buf) < 4 + size:
-            self._need = 4 + size
-            return None
-        buf.consume_exactly(4)
-        frame = buf.consume_exactly(size)
-        buf.commit()
-        self._need = 4
-        try:
-            return decode_request(frame, self._versions, self._strict)
-        except KafkaProtocolError as e:
-            return self._fail([], e)[0]
-        except Exception as e:
-            return self._fail([], KafkaDecodeError(f"cannot decode request: {e!r}"))[0]
+    def _parse(self, limit: int) -> list:
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        view = memoryview(data)
+        end = len(data)
+        pos = 0
+        need = 4
+        out: list = []
+        versions, strict, max_size = self._versions, self._strict, self._max
+        while limit:
+            if end - pos < 4:
+                break
+            size, = _SIZE.unpack_from(data, pos)
+            if size < 0:
+                return self._fail(out, InvalidRequestSizeError(f"Invalid receive (size = {size})"))
+            if size > max_size:
+                return self._fail(out, RequestTooLargeError(f"Invalid receive (size = {size} larger than {max_size})"))
+            if end - pos - 4 < size:
+                need = 4 + size
+                break
+            frame = view[pos + 4:pos + 4 + size]
+            pos += 4 + size
+            limit -= 1
+            try:
+                out.append(decode_request(frame, versions, strict))
+            except KafkaProtocolError as e:
+                return self._fail(out, e)
+            except Exception as e:  # a bug of ours; never let it escape as anything else
+                return self._fail(out, KafkaDecodeError(f"cannot decode request: {e!r}"))
+        rest = end - pos
+        self._chunks = [] if rest == 0 else [data] if pos == 0 else [data[pos:]]
+        self._len = rest
+        self._need = need
+        return out
 
     def _fail(self, out: list, err: KafkaProtocolError) -> list:
         self.error = err
+        self._chunks = []
+        self._len = 0
         out.append(err)
         return out
 
