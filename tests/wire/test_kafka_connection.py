@@ -431,3 +431,22 @@ def test_produce_records_are_a_view_of_the_frame():
     (req,) = conn.events()
     rec = req.body.topic_data[0].partition_data[0].records
     assert isinstance(rec, memoryview) and bytes(rec) == b"\x01" * 61
+
+
+def test_empty_version_table_accepts_nothing_but_answers_api_versions():
+    conn = KafkaConnection(versions={m.API_VERSIONS: (0, 3)})
+    conn.receive_data(bytearray(GOOD))  # bytes-like input is copied
+    (err,) = conn.events()
+    assert isinstance(err, UnsupportedVersionError) and "not enabled" in str(err)
+    with pytest.raises(UnsupportedVersionError):
+        decode_request(GOOD[4:], versions={})
+
+
+def test_receive_data_copies_reused_buffers():
+    conn = KafkaConnection()
+    buf = bytearray(GOOD)
+    conn.receive_data(memoryview(buf)[:10])
+    conn.receive_data(buf[10:])
+    buf[:] = b"\x00" * len(buf)  # the caller reuses its buffer
+    (req,) = conn.events()
+    assert req.body.group_id == "g"

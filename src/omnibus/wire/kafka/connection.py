@@ -205,7 +205,7 @@ def decode_request(frame: bytes | memoryview, versions: dict[int, tuple[int, int
     if size < MIN_REQUEST_SIZE:
         raise KafkaDecodeError(f"request of {size} bytes is shorter than a request header")
     api_key, api_version, correlation_id = _HEADER_V0.unpack_from(frame, 0)
-    rng = (versions or SUPPORTED_VERSIONS).get(api_key)
+    rng = (SUPPORTED_VERSIONS if versions is None else versions).get(api_key)
     if rng is None:
         if api_key in REQUESTS:
             raise UnsupportedVersionError(f"{API_NAMES[api_key]} is not enabled on this listener", api_key=api_key,
