@@ -69,6 +69,7 @@ from typing import Any, NamedTuple
 
 from omnibus.wire.amqp import frames as _fr
 from omnibus.wire.amqp import methods as _m
+from omnibus.wire.amqp import states as _st
 from omnibus.wire.amqp.errors import (FRAME_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, PRECONDITION_FAILED,
                                       SEND_CLOSE, SEND_CLOSE_AND_DROP, SEND_HEADER_AND_DROP, UNEXPECTED_FRAME,
                                       AMQPError, Atom, amqp_error, frame_error_text, unexpected_frame_text)
@@ -342,7 +343,7 @@ class AMQPConnection:
             if ch == 0:
                 self._method0(_m.decode_method(payload), append)
                 return
-            if state is not _CS.OPEN:
+            if state is not _CS.OPEN and state is not _CS.OPEN_RECEIVED:
                 if state in (_CS.CLOSING, _CS.CLOSE_RECEIVED):
                     return
                 raise connection_error(state, _CI.RECV_CHANNEL_FRAME)
@@ -369,7 +370,7 @@ class AMQPConnection:
                 if state in (_CS.CLOSING, _CS.CLOSE_RECEIVED):
                     return
                 raise amqp_error(UNEXPECTED_FRAME, unexpected_frame_text(ftype, payload), channel=ch)
-            if state is not _CS.OPEN:
+            if state is not _CS.OPEN and state is not _CS.OPEN_RECEIVED:
                 if state in (_CS.CLOSING, _CS.CLOSE_RECEIVED):
                     return
                 raise connection_error(state, _CI.RECV_CHANNEL_FRAME)
@@ -422,7 +423,7 @@ class AMQPConnection:
 
     def _unknown_frame(self, ftype: int, ch: int, payload: bytes) -> AMQPError:
         err = amqp_error(FRAME_ERROR, frame_error_text(ftype, payload, Atom("unknown_frame")), channel=ch)
-        if self.state is not _CS.OPEN:
+        if self.state is not _CS.OPEN and self.state is not _CS.OPEN_RECEIVED:
             return connection_error(self.state, _CI.RECV_METHOD) if self.state not in (
                 _CS.CLOSING, _CS.CLOSE_RECEIVED) else err
         return err
@@ -515,6 +516,11 @@ class AMQPConnection:
             inp = _SEND_INPUT.get(cls)
             if inp is not None:
                 nxt = connection_next(self.state, inp)
+                if nxt is None and inp in _st.SEND_NEEDS and self.state in _st.HANDSHAKE_ORDER and \
+                        _st.HANDSHAKE_ORDER.index(self.state) >= _st.HANDSHAKE_ORDER.index(_st.SEND_NEEDS[inp]):
+                    nxt = self.state  # the receive side already moved past it (pipelining)
+                    if inp is _CI.SEND_OPEN_OK and self.state is _CS.OPEN_RECEIVED:
+                        nxt = _CS.OPEN
                 if nxt is None or nxt is IGNORED:
                     raise ValueError(f"cannot send {cls.NAME} in connection state {self.state.value}")
                 self.state = nxt  # type: ignore[assignment]

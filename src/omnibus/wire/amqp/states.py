@@ -122,6 +122,22 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnectionState, ConnectionInput], Connection
     (S.CLOSING, I.RECV_START_OK): IGNORED,
     (S.CLOSING, I.RECV_SECURE_OK): IGNORED,
 }
+# Pipelining: events() parses a whole read before the session answers, so a frame may arrive while the
+# server still owes its reply (e.g. tune-ok + connection.open + channel.open in one read, as pika sends
+# tune-ok and open together). The receive side treats "reply owed" states as if the reply had been sent;
+# RabbitMQ, which answers each frame before reading the next, sees the same order.
+CONNECTION_TRANSITIONS.update({
+    (S.HEADER_RECEIVED, I.RECV_START_OK): S.START_OK_RECEIVED,
+    (S.START_OK_RECEIVED, I.RECV_TUNE_OK): S.OPENING,
+    (S.OPEN_RECEIVED, I.RECV_CHANNEL_FRAME): S.OPEN_RECEIVED,
+    (S.OPEN_RECEIVED, I.RECV_CLOSE): S.CLOSE_RECEIVED,
+})
+#: Handshake order: a send whose own transition is missing but whose state was already passed on the
+#: receive side (pipelining, above) is accepted without moving the state.
+HANDSHAKE_ORDER = (S.HEADER_RECEIVED, S.START_SENT, S.START_OK_RECEIVED, S.SECURE_SENT, S.TUNE_SENT, S.OPENING,
+                   S.OPEN_RECEIVED, S.OPEN)
+SEND_NEEDS = {I.SEND_START: S.HEADER_RECEIVED, I.SEND_SECURE: S.START_OK_RECEIVED,
+              I.SEND_TUNE: S.START_OK_RECEIVED, I.SEND_OPEN_OK: S.OPEN_RECEIVED}
 # A heartbeat on channel 0 is accepted in every state once the header is in (rabbit_reader handle_frame:
 # ``heartbeat -> State`` for channel 0, whatever the connection state).
 for _s in (S.HEADER_RECEIVED, S.START_SENT, S.START_OK_RECEIVED, S.SECURE_SENT, S.TUNE_SENT, S.OPENING,
@@ -158,15 +174,15 @@ ERL_STATE = {
     ConnectionState.AWAITING_HEADER: "pre_init", ConnectionState.HEADER_RECEIVED: "starting",
     ConnectionState.START_SENT: "starting", ConnectionState.START_OK_RECEIVED: "starting",
     ConnectionState.SECURE_SENT: "securing", ConnectionState.TUNE_SENT: "tuning",
-    ConnectionState.OPENING: "opening", ConnectionState.OPEN_RECEIVED: "opening",
+    ConnectionState.OPENING: "opening", ConnectionState.OPEN_RECEIVED: "running",
     ConnectionState.OPEN: "running", ConnectionState.CLOSING: "closing",
     ConnectionState.CLOSE_RECEIVED: "closing", ConnectionState.CLOSED: "closed",
 }
 
 _HANDSHAKE = frozenset((ConnectionState.AWAITING_HEADER, ConnectionState.HEADER_RECEIVED,
                         ConnectionState.START_SENT, ConnectionState.START_OK_RECEIVED,
-                        ConnectionState.SECURE_SENT, ConnectionState.TUNE_SENT, ConnectionState.OPENING,
-                        ConnectionState.OPEN_RECEIVED))
+                        ConnectionState.SECURE_SENT, ConnectionState.TUNE_SENT, ConnectionState.OPENING))
+# OPEN_RECEIVED counts as running: RabbitMQ answers open-ok before it reads the next frame.
 
 
 def connection_next(state: ConnectionState, inp: ConnectionInput) -> ConnectionState | str | None:
