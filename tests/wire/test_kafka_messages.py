@@ -136,6 +136,12 @@ def test_defaults_round_trip(cls, version):
 # -- cross-check against kafka-python 3.x (codec generated from Kafka's JSON schemas) -----------------
 
 def _kafka_python_classes() -> dict:
+    with warnings.catch_warnings():  # its schema loader uses deprecated importlib.resources calls
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _load_kafka_python_classes()
+
+
+def _load_kafka_python_classes() -> dict:
     try:
         import importlib
         import pkgutil
@@ -149,9 +155,7 @@ def _kafka_python_classes() -> dict:
         if ".old" in info.name or "generate_stubs" in info.name:
             continue
         try:
-            with warnings.catch_warnings():  # its schema loader uses deprecated importlib.resources calls
-                warnings.simplefilter("ignore", DeprecationWarning)
-                mod = importlib.import_module(info.name)
+            mod = importlib.import_module(info.name)
         except Exception:  # noqa: BLE001 - optional modules of kafka-python
             continue
         for n in dir(mod):
