@@ -75,7 +75,10 @@ def method_frame(channel: int, method: tuple) -> bytes:
 
 def content_frames(channel: int, class_id: int, properties: bytes, body: bytes, frame_max: int) -> bytes:
     """Content header frame + body frames (each at most ``frame_max`` bytes in all; 0 = no limit).
-    An empty body sends no body frame (as RabbitMQ, rabbit_binary_generator build_content_frames)."""
+    An empty body sends no body frame (as RabbitMQ, rabbit_binary_generator build_content_frames).
+    Empty ``properties`` (a message that came from another protocol) are sent as property flags 0."""
+    if not properties:
+        properties = b"\x00\x00"
     blen = len(body)
     head = _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), class_id, 0, blen) + properties + _END
     if not blen:
