@@ -156,6 +156,20 @@ class NatsRouter:
             t[3] += s.out_bytes
         return t[0], t[1], t[2], t[3]
 
+    def publish_external(self, subject: str, payload: bytes) -> None:
+        """A message from another protocol (AMQP on amq.topic, design decision 6) to NATS subscribers."""
+        result = self.trie.match(subject)
+        if not (result.plain or result.groups):
+            return
+        head = self.msg_heads.get(subject) or _cache_head(self.msg_heads, subject)
+        size = len(payload)
+        tail = b" %d\r\n%b\r\n" % (size, payload)
+        targets = list(result.plain)
+        for _group, members in result.groups:
+            targets.append(members[int(random() * len(members))])
+        for sub in targets:
+            sub.session._deliver(sub, head + sub.sid_b + tail, size)
+
     @classmethod
     def of(cls, server: "BrokerServer") -> "NatsRouter":
         router = getattr(server, "nats", None)
