@@ -964,9 +964,11 @@ class Consumer:
     def next_seq(self) -> int:
         return self._next
 
-    def _on_stored(self, seq: int, sid: int) -> None:
-        if self._filter.matches_sid(sid) and (seq >= self._next if self._lss is None else seq > self._lss_resume):
-            self._np += 1
+    def _on_stored_range(self, first: int, last: int) -> None:
+        """Messages first..last were stored (some may already be gone again)."""
+        lo = max(first, self._next if self._lss is None else self._lss_resume + 1)
+        if lo <= last:
+            self._np += self.stream.count_matching(lo, self._filter, last)
 
     def _on_removed(self, seq: int, sid: int) -> None:
         # consumer.go decStreamPending
@@ -1215,6 +1217,7 @@ class Consumer:
         pending = self._pending
         headers_only = self.config.headers_only
         flt = self._filter
+        shift = 1 + stream.shift
         while len(out) < batch:
             seq = 0
             dc = 1
@@ -1232,7 +1235,7 @@ class Consumer:
                         self._events.append(ConsumerEvent("max_deliveries", s, pending[s][0], dc - 1))
                     self._settle(s)
                     continue
-                msg = stream._load(s)
+                msg = stream._live_record(s)
                 if msg is None:
                     p = pending[s]
                     self._settle(s)
@@ -1246,7 +1249,7 @@ class Consumer:
                     break
                 if self._lss is not None:
                     s = self._lss[0]
-                    msg = stream._load(s)
+                    msg = stream._live_record(s)
                     if msg is None:  # removed meanwhile (normally _on_removed took it out)
                         self._lss.popleft()
                         self._lss_set.discard(s)
@@ -1261,18 +1264,20 @@ class Consumer:
                             self._next = stream.last_seq + 1
                         out.stop_reason = STOP_NO_MESSAGES
                         break
-                    msg = stream._load(s)
+                    msg = stream._record(s - shift)  # live: next_seq_matching said so
                     if msg is None:
                         self._next = s + 1
                         continue
                     seq, source, dc = s, 3, 1
-            payload = msg.payload  # type: ignore[union-attr]
+            payload = msg.value or b""  # type: ignore[union-attr]
             headers = msg.headers  # type: ignore[union-attr]
+            key = msg.key  # type: ignore[union-attr]
+            subject = key.decode() if key else ""
             if headers_only:
                 headers = (*headers, (HDR_MSG_SIZE, str(len(payload)).encode()))
                 payload = b""
             if max_bytes:
-                size = len(msg.subject) + header_block_len(headers) + len(payload) + size_overhead  # type: ignore[union-attr]
+                size = len(subject) + header_block_len(headers) + len(payload) + size_overhead
                 if size > left:
                     if source == 1:
                         self._rdq.appendleft(seq)
@@ -1303,7 +1308,7 @@ class Consumer:
                     pending[seq] = [dseq, now]
                 else:
                     p[1] = now
-            out.append(Delivered(seq, dseq, dc, self._np, msg.subject, payload, headers, msg.timestamp))  # type: ignore[union-attr]
+            out.append(Delivered(seq, dseq, dc, self._np, subject, payload, headers, msg.timestamp_ms))  # type: ignore[union-attr]
             if ack == "none" and self._retention != "limits":
                 stream.ack_msg(seq, self)
             if max_bytes and left <= 0:
