@@ -39,6 +39,7 @@ __all__ = ["BrokerServer", "StartupError", "SESSIONS"]
 #: Protocol name -> "module:Class" of its session. A protocol whose issue has not landed yet is absent
 #: and simply gets no listener.
 SESSIONS: dict[str, str] = {
+    "kafka": "omnibus.server.kafka_session:KafkaSession",
     "amqp": "omnibus.server.amqp_session:AmqpSession",
     "nats": "omnibus.server.nats_session:NatsSession",
     "http": "omnibus.server.http_session:HttpSession",
