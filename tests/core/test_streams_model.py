@@ -1,5 +1,5 @@
 """Model test: a stream (and two consumers) against a plain dict of seq -> message, under random appends
-(with Nats-Msg-Ids), deletes, purges (filter / keep / seq), max_age expiry by clock and restarts.
+(with Nats-Msg-Ids and roll-ups, several per batch), deletes, purges (filter / keep / seq), max_age expiry by clock and restarts.
 
 The reference model is the nats-server semantics written the slow obvious way (memstore.go
 storeRawMsg/enforce*/PurgeEx/compact, stream.go dedup). After every operation the stream's state,
@@ -68,7 +68,7 @@ class Model:
     def remove(self, seq: int) -> None:
         del self.msgs[seq]
 
-    def append(self, subject, payload, mid, now):
+    def append(self, subject, payload, mid, now, rollup=None):
         for m, (_, ts) in list(self.dedup.items()):
             if now - ts >= WINDOW_MS:
                 del self.dedup[m]
@@ -87,6 +87,12 @@ class Model:
         mx = self.cfg.get("max_msgs", -1)
         while mx > 0 and len(self.msgs) > mx:
             self.remove(min(self.msgs))
+        if rollup == "sub":  # stream.go processJetStreamMsgWithRollup: purge subject, keep 1
+            for q in [q for q, m in self.msgs.items() if m[0] == subject and q != seq]:
+                self.remove(q)
+        elif rollup == "all":
+            for q in [q for q in self.msgs if q < seq]:
+                self.remove(q)
         return seq, False
 
     def purge(self, subject, keep, seq):
@@ -140,7 +146,8 @@ class Model:
 
 ops = st.one_of(
     st.tuples(st.just("append"), st.lists(st.tuples(st.sampled_from(SUBJECTS), st.binary(max_size=12),
-                                                    st.sampled_from([None, None, "m1", "m2", "m3"])),
+                                                    st.sampled_from([None, None, "m1", "m2", "m3"]),
+                                                    st.sampled_from([None] * 8 + ["sub", "all"])),
                                           min_size=1, max_size=5)),
     st.tuples(st.just("delete"), st.integers(0, 40)),
     st.tuples(st.just("purge"), st.sampled_from(["", ">", "s.a", "s.c.*", "s.b"]), st.integers(0, 3),
@@ -192,7 +199,7 @@ def test_stream_matches_reference_model(cfg, program):
     try:
         js = env.js
         s = js.add_stream(StreamConfig(name="S", subjects=("s.>",), duplicate_window=WINDOW_MS * NANOS_PER_MS,
-                                       **cfg))[0]
+                                       allow_rollup_hdrs=True, **cfg))[0]
 
         def consumers_of(js):
             return {"all": js.consumer("S", "all"), "c": js.consumer("S", "c")}
@@ -205,16 +212,16 @@ def test_stream_matches_reference_model(cfg, program):
             kind = op[0]
             if kind == "append":
                 now = env.clock.now_ms()
-                res = s.append_many([Publish(subj, payload, {"Nats-Msg-Id": mid} if mid else None)
-                                     for subj, payload, mid in op[1]])
-                for (subj, payload, mid), r in zip(op[1], res):
+                res = s.append_many([Publish(subj, payload, {"Nats-Msg-Id": mid} if mid else None, rollup=roll)
+                                     for subj, payload, mid, roll in op[1]])
+                for (subj, payload, mid, roll), r in zip(op[1], res):
                     assert isinstance(r, PubAck)
                     if mid in model.ambiguous:  # dedup after a restart only knows messages still in the log
                         if r.duplicate:
                             assert r.seq == model.dedup[mid][0]
                             continue
                         model.dedup.pop(mid, None)
-                    assert (r.seq, r.duplicate) == model.append(subj, payload, mid, now)
+                    assert (r.seq, r.duplicate) == model.append(subj, payload, mid, now, roll)
             elif kind == "delete":
                 seq = op[1]
                 if seq in model.msgs:

@@ -814,6 +814,7 @@ class Stream:
         # persistence of removals
         self._head_dirty = False
         self._deferred_acks: list[int] = []  # offsets removed before their batch reached the log
+        self._collect_due = False  # interior removals since the last QueueAcks.collect
         self._staging = 0  # first seq of the append_many call in progress (0: none)
         self._staged_bytes = 0
         self._purged_while_staging = False
@@ -1311,6 +1312,7 @@ class Stream:
                 self.acks.ack(off)
             else:
                 self._deferred_acks.append(off)
+            self._collect_due = True
         if notify and not (self._staging and seq >= self._staging):
             for c in self.consumers.values():
                 c._on_removed(seq, sid)
@@ -1750,8 +1752,10 @@ class Stream:
         delete/purge). Also trims the in-memory arrays and collects fully removed segments."""
         if self._closed or self.failure is not None:
             return
+        collect = self._collect_due
         if self._head_dirty:
             self._head_dirty = False
+            collect = True
             target = min(self.seq_to_offset(self._first), self.log.end_offset)
             if target > self.log.start_offset:
                 before = len(self.log.segments())
@@ -1760,8 +1764,9 @@ class Stream:
                     self._cache_clear()
             self._trim()
         self.acks.flush()
-        if len(self.log.segments()) > 1:
-            if self.acks.collect():
+        if collect:
+            self._collect_due = False
+            if len(self.log.segments()) > 1 and self.acks.collect():
                 self._cache_clear()
 
     def _trim(self) -> None:
