@@ -626,3 +626,23 @@ def test_ephemeral_consumers_are_not_persisted_and_expire_when_inactive(env):
     e2 = consumer(env, ack_policy="none")
     js = env.reopen()
     assert js.consumer_names("S") == ["d"] and e2.name not in js.consumer_names("S")
+
+
+def test_update_limits_to_interest_drops_what_no_consumer_needs(env):
+    s = stream(env)
+    fill(s, "s.a", "s.b", n=2)
+    c = consumer(env, durable_name="a", ack_policy="explicit", filter_subject="s.a")
+    c.next_messages(1)
+    c.ack(1)
+    env.js.update_stream(StreamConfig(name="S", subjects=("s.>",), retention="interest"))
+    assert [q for q in range(1, 5) if s.contains(q)] == [3]  # s.b had no interest, 1 was acked
+    c.next_messages(5)
+    c.ack(3)
+    assert s.state().messages == 0
+
+
+def test_append_with_a_bad_payload_type_changes_nothing(env):
+    s = stream(env)
+    with pytest.raises(TypeError):
+        s.append("s.a", "not bytes")  # type: ignore[arg-type]
+    assert s.append("s.a", b"ok").seq == 1 and s.state().messages == 1

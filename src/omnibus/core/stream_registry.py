@@ -216,8 +216,6 @@ class JetStream:
         stream.update_config(cfg)
         for subj in cfg.subjects:
             self._trie.insert(subj, stream.name)
-        for c in stream.consumers.values():
-            c._retention = cfg.retention
         self._persist_stream(stream)
         return stream
 

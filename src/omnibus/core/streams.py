@@ -1048,6 +1048,8 @@ class Stream:
         if cfg.sealed:
             raise StreamSealed()
         subject, payload, headers = pub[0], pub[1], pub[2]
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # before any state changes: a bad type raises here, not half-way
         msg_id = rollup = None
         if headers is None:
             pairs: Headers = ()
@@ -1111,7 +1113,7 @@ class Stream:
         st.count += 1
         st.last = seq
         st.last_stale = False
-        records.append(Record(key, payload if type(payload) is bytes else bytes(payload), pairs, now))
+        records.append(Record(key, payload, pairs, now))
         self._staged_bytes += approx
         self._last_msg_id = msg_id or ""
         if msg_id and cfg.duplicate_window > 0:
@@ -1689,7 +1691,8 @@ class Stream:
         consumer state and removals may have been persisted at different moments. Interest: a message
         goes when no consumer needs an ack for it (an interest stream with no consumer is emptied).
         Workqueue: a message goes when the consumer it belongs to has settled it; messages no consumer
-        matches wait for one. Only sequences below the furthest consumer position are scanned.
+        matches wait for one (only sequences below the furthest consumer position are scanned).
+        O(messages) for interest streams: run at restart, consumer delete and retention change only.
         Returns how many went."""
         retention = self.config.retention
         if retention == "limits":
@@ -1697,7 +1700,9 @@ class Stream:
         consumers = list(self.consumers.values())
         if not consumers:
             return self._compact(self._last + 1) if retention == "interest" else 0
-        stop = max(c.next_seq for c in consumers)
+        # Interest: scan everything (a message no consumer matches goes too). Workqueue: a message at or
+        # past every consumer's position is still wanted by the consumer it matches, or waits for one.
+        stop = self._last + 1 if retention == "interest" else max(c.next_seq for c in consumers)
         flt = _Filter(self, None)
         n = 0
         s = self.next_seq_matching(self._first, flt)
@@ -1714,8 +1719,14 @@ class Stream:
 
     def update_config(self, new: StreamConfig) -> None:
         """Apply an already checked (``StreamConfig.check_update``) configuration and enforce its
-        limits at once, as nats-server's ``stream.update`` does."""
+        limits at once, as nats-server's ``stream.update`` does. Consumers follow a retention change
+        (limits <-> interest), and an interest stream drops what no consumer needs."""
+        retention_changed = new.retention != self.config.retention
         self.config = new
+        if retention_changed:
+            for c in self.consumers.values():
+                c._retention = new.retention
+            self.check_interest()
         self._file = new.storage == "file"
         if new.max_msgs_per_subject > 0:
             for sid, st in enumerate(self._subjects):
