@@ -63,7 +63,6 @@ from typing import Any, NamedTuple
 
 from omnibus.core.routing.trie import is_literal, valid_nats_pattern, valid_nats_subject
 from omnibus.core.streams import (
-    DELETED,
     HDR_MSG_SIZE,
     MAX_DESCRIPTION_LEN,
     MAX_METADATA_LEN,
@@ -1581,5 +1580,3 @@ def delete_consumer(stream: Stream, name: str) -> Consumer:
         stream.flush()
     return c
 
-
-_ = DELETED  # the array marker consumers never see directly (imported for readers of this module)

@@ -831,7 +831,8 @@ class Stream:
     @classmethod
     def open(cls, config: StreamConfig, log: Log, clock: Clock, *, created_ms: int = 0,
              shift: int = 0) -> "Stream":
-        """Open ``config.normalized()`` over ``log``, rebuilding the indexes from it."""
+        """Open a stream with an already normalized ``config`` over ``log``, rebuilding the indexes
+        from the log (blocks: reads the whole log once)."""
         return cls(config, log, clock, created_ms=created_ms, shift=shift)
 
     # -- rebuild -----------------------------------------------------------------------------------
