@@ -646,3 +646,14 @@ def test_append_with_a_bad_payload_type_changes_nothing(env):
     with pytest.raises(TypeError):
         s.append("s.a", "not bytes")  # type: ignore[arg-type]
     assert s.append("s.a", b"ok").seq == 1 and s.state().messages == 1
+
+
+def test_term_under_ack_all_settles_everything_up_to_it(env):
+    # consumer.go processTerm -> processAckMsgLocked: the AckAll branch moves the floor.
+    s = stream(env)
+    fill(s, "s.a", n=4)
+    c = consumer(env, ack_policy="all")
+    c.next_messages(4)
+    assert c.term(3)
+    info = c.info()
+    assert (info.ack_floor.stream_seq, info.num_ack_pending) == (3, 1)

@@ -1115,21 +1115,13 @@ class Consumer:
         return True
 
     def term(self, stream_seq: int, reason: str = "") -> bool:
-        """+TERM (consumer.go processTerm): settle as if acked, never re-deliver; emits a
-        "terminated" event. Returns True if it was pending."""
+        """+TERM (consumer.go processTerm): settle through the ack path, never re-deliver; emits a
+        "terminated" event. As in nats-server, under ack_policy all that settles everything up to
+        ``stream_seq``. Returns True if something was settled."""
         p = self._pending.get(stream_seq)
         dseq = p[0] if p is not None else 0
         dc = self._rdc.get(stream_seq, 0) + 1
-        if self._ack == "all":
-            # processAckMsg for AckAll would settle everything below; TERM is about one message.
-            was = p is not None
-            if was:
-                self._settle(stream_seq)
-            self._rdc.pop(stream_seq, None)
-            if self._retention != "limits":
-                self.stream.ack_msg(stream_seq, self)
-        else:
-            was = self.ack(stream_seq)
+        was = self.ack(stream_seq)
         if was:
             self._events.append(ConsumerEvent("terminated", stream_seq, dseq, dc, reason))
         return was
