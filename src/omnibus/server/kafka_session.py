@@ -387,13 +387,16 @@ class KafkaSession:
             for fp in ft.partitions:
                 if topic is None or not 0 <= fp.partition < len(topic):
                     parts.append(R.PartitionData(partition_index=fp.partition, error_code=E.UNKNOWN_TOPIC_OR_PARTITION,
-                                                 high_watermark=-1, last_stable_offset=-1, log_start_offset=-1))
+                                                 high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
+                                                 records=b""))
                     continue
+                # Error partitions carry empty records, not null, as Kafka's (librdkafka rejects a null set).
                 log = topic.partition(fp.partition)
                 start, end = log.start_offset, log.end_offset
                 if not start <= fp.fetch_offset <= end:
                     parts.append(R.PartitionData(partition_index=fp.partition, error_code=E.OFFSET_OUT_OF_RANGE,
-                                                 high_watermark=end, last_stable_offset=end, log_start_offset=start))
+                                                 high_watermark=end, last_stable_offset=end, log_start_offset=start,
+                                                 records=b""))
                     continue
                 records: list = []
                 limit = min(fp.partition_max_bytes, budget - total)
