@@ -6,8 +6,13 @@
   (``max_payload``, ``max_pending``, ``ping_interval``/``ping_max``, ``authorization``), and can be
   stopped and started again on the same port.
 - :class:`OmnibusServe` runs ``omnibus serve`` on free ports with a temporary (or given) data dir.
+- :func:`rabbitmq_server_binary` finds RabbitMQ's own start script (``/usr/lib/rabbitmq/bin/rabbitmq-server``,
+  not the Debian wrapper, which switches to the ``rabbitmq`` user and its system-wide data dir) and, when
+  asked, installs Debian's ``rabbitmq-server`` (3.10.x) if it is missing. :class:`RabbitServer` runs one
+  node bound to 127.0.0.1 on a chosen or free port, with its own mnesia/log/config dirs and cookie in a
+  temporary dir and a unique node name, so it never touches a system RabbitMQ.
 
-Both expose ``url``, ``port``, ``pid`` and ``rss()`` (resident bytes from ``/proc/<pid>/status``).
+All expose ``url``, ``port``, ``pid`` and ``rss()`` (resident bytes from ``/proc/<pid>/status``).
 Used by ``bench/nats.py`` and, with ``OMNIBUS_TEST_AGAINST=nats-server``, by ``tests/clients/conftest.py``.
 Rules: blocking code, no event loop; every wait is bounded.
 """
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["free_port", "wait_port", "rss_of", "nats_server_binary", "NatsServer", "OmnibusServe",
-           "nats_server_conf"]
+           "nats_server_conf", "rabbitmq_server_binary", "RabbitServer"]
 
 #: Seconds a server may take to accept connections after start.
 START_TIMEOUT = 15.0
@@ -241,6 +246,14 @@ class OmnibusServe:
         err = self.stderr_path.read_text()[-2000:]
         raise RuntimeError(f"omnibus serve did not become ready: {self.lines} {err!r}")
 
+    @property
+    def amqp_port(self) -> int:
+        return self.listeners["amqp"][1]
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
+
     def url_for(self, proto: str, path: str = "") -> str:
         host, port = self.listeners[proto]
         scheme = {"http": "http", "nats": "nats", "amqp": "amqp"}.get(proto, "tcp")
@@ -279,6 +292,143 @@ class OmnibusServe:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> "OmnibusServe":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: RabbitMQ's start script without the Debian wrapper (which runs it as user ``rabbitmq`` in /var/lib).
+RABBITMQ_SCRIPT = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+#: A RabbitMQ node boots in 3-10 s on this machine; give it more before calling it broken.
+RABBITMQ_START_TIMEOUT = 60.0
+
+
+def rabbitmq_server_binary(install: bool = False) -> str | None:
+    """Path of RabbitMQ's start script; with ``install``, ``apt-get install -y rabbitmq-server`` first if
+    it is missing (Debian 12: 3.10.8)."""
+    found = os.environ.get("RABBITMQ_SERVER") or (RABBITMQ_SCRIPT if os.path.exists(RABBITMQ_SCRIPT) else None)
+    if found or not install:
+        return found
+    print("bench: rabbitmq-server not found; installing Debian's package (apt-get install rabbitmq-server)",
+          file=sys.stderr)
+    apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "-n", "apt-get"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*apt, "update", "-qq"], check=False, env=env, timeout=300)
+    subprocess.run([*apt, "install", "-y", "-qq", "rabbitmq-server"], check=True, env=env, timeout=900)
+    # Debian's package starts a system node; we run our own, so stop that one again (best effort).
+    subprocess.run(["sh", "-c", "command -v systemctl >/dev/null && systemctl stop rabbitmq-server || "
+                    "service rabbitmq-server stop"], check=False, timeout=120,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return RABBITMQ_SCRIPT if os.path.exists(RABBITMQ_SCRIPT) else None
+
+
+class RabbitServer:
+    """A RabbitMQ node as a child process, AMQP on 127.0.0.1:``port`` (free by default), no plugins.
+
+    Everything it writes (mnesia, logs, config, Erlang cookie via ``HOME``) is under one temporary dir;
+    the node name is unique (``omnibus-<pid>-<n>@localhost``); the Erlang distribution listens on
+    loopback only, on a free port. ``stop()`` then ``start()`` restarts it on the same port and data.
+    ``conf`` lines are added to rabbitmq.conf (e.g. ``{"frame_max": 131072}``)."""
+
+    _count = 0
+
+    def __init__(self, port: int | None = None, *, binary: str | None = None, install: bool = False,
+                 conf: dict[str, Any] | None = None) -> None:
+        self.binary = binary or rabbitmq_server_binary(install=install)
+        if self.binary is None:
+            raise FileNotFoundError("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+        RabbitServer._count += 1
+        self.port = port or free_port()
+        self.dist_port = free_port()
+        self.node = f"omnibus-{os.getpid()}-{RabbitServer._count}@localhost"
+        self._dir = Path(tempfile.mkdtemp(prefix="rabbitmq-"))
+        lines = [f"listeners.tcp.1 = 127.0.0.1:{self.port}", "log.console = false", "log.file.level = warning"]
+        lines += [f"{k} = {v}" for k, v in (conf or {}).items()]
+        (self._dir / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+        (self._dir / "advanced.config").write_text(
+            "[{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}].\n")
+        (self._dir / "enabled_plugins").write_text("[].\n")
+        (self._dir / "home").mkdir()
+        self.log_path = self._dir / "console.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    amqp_url = url
+
+    @property
+    def amqp_port(self) -> int:
+        return self.port
+
+    @property
+    def pid(self) -> int:
+        """The Erlang VM's pid (the start script's child), for ``rss()``."""
+        assert self.proc is not None
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        return kids[0] if kids else self.proc.pid
+
+    def rss(self) -> int:
+        return rss_of(self.pid)
+
+    def env(self) -> dict[str, str]:
+        d = self._dir
+        return {**os.environ, "HOME": str(d / "home"), "RABBITMQ_NODENAME": self.node,
+                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+                "RABBITMQ_MNESIA_BASE": str(d / "mnesia"), "RABBITMQ_LOG_BASE": str(d / "log"),
+                "RABBITMQ_PID_FILE": str(d / "rabbit.pid"), "RABBITMQ_CONF_ENV_FILE": str(d / "none.env"),
+                "RABBITMQ_ALLOW_INPUT": ""}
+
+    def start(self) -> "RabbitServer":
+        log = open(self.log_path, "ab")
+        # own process group, so stop() can end the start script and the VM it runs (and nothing else)
+        self.proc = subprocess.Popen([self.binary], stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=self.env(), start_new_session=True,
+                                     cwd=self._dir)
+        log.close()
+        try:
+            wait_port(self.port, timeout=RABBITMQ_START_TIMEOUT, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise RuntimeError(f"rabbitmq-server did not start: {self.log_path.read_text()[-3000:]}")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None:
+            return
+        proc = self.proc
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, 15)  # the script traps TERM and stops the node cleanly
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, 9)  # whatever of our group is left (the VM, epmd started by it is not ours)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc.poll() is None:
+            proc.wait(5)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "RabbitServer":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
