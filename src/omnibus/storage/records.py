@@ -272,7 +272,10 @@ def _encode_zigzag_slow(z: int) -> bytes:
     return bytes(out)
 
 
-_SMALL_VARINTS = [_encode_zigzag_slow(z) for z in range(_SMALL_VARINT_LIMIT)]
+# One byte below 0x80, two bytes (low 7 bits with the continuation bit, then the rest) up to the limit.
+_SMALL_VARINTS = [bytes((z,)) for z in range(0x80)] + [bytes(((z & 0x7F) | 0x80, z >> 7))
+                                                     for z in range(0x80, _SMALL_VARINT_LIMIT)]
+assert _SMALL_VARINTS[300] == _encode_zigzag_slow(300)
 
 
 def encode_varint(n: int) -> bytes:
