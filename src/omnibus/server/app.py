@@ -97,6 +97,9 @@ class BrokerServer:
         self.vhosts: dict[str, VirtualHost] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._factories: list[_LazySession] = []
+        #: Close hooks of protocol state kept outside ``logs`` (e.g. JetStream's consumer state); run on
+        #: the loop thread (so no timer of theirs races them) before the logs close. Stop time only.
+        self.closers: list = []
         self._lock_fd: int | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -210,6 +213,10 @@ class BrokerServer:
         vhosts, self.vhosts = list(self.vhosts.values()), {}
         logs, self.logs = list(self.logs.values()), {}
         syncer, self.syncer = self.syncer, None
+
+        closers, self.closers = list(self.closers), []
+        for closer in closers:
+            closer()
 
         def close_all() -> None:  # blocks (fsync): runs in the default executor
             for vhost in vhosts:

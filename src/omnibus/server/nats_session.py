@@ -140,6 +140,11 @@ class NatsRouter:
         #: queues bound there receive them (checked per publish with one call; nothing is bound there
         #: unless an AMQP client binds a queue).
         self.vhost = server.vhosts["/"]
+        #: JetStream (``$JS.API.>``, stream subjects); restored with the first NATS connection.
+        from omnibus.server.jetstream import JetStreamAPI
+
+        self.jetstream = JetStreamAPI(self)
+        server.closers.append(self.jetstream.close)
         self.amq_topic = self.vhost.exchanges[AMQ_TOPIC]
         #: subject -> b"MSG <subject> " (bounded like the trie's match cache): saves encoding a hot
         #: subject for every message.
@@ -333,6 +338,11 @@ class NatsSession:
         self.in_msgs += 1
         self.in_bytes += size
         router = self.router
+        js = router.jetstream
+        if (subject[0] == "$" or js.js._streams) and js.handles(subject):
+            if js.publish(self, subject, reply, headers, payload):
+                return  # an API request or an ack, answered by JetStream
+            reply = None  # a stream publish: the PubAck (sent when durable) is the reply
         result = router.trie.match(subject)
         delivered = 0
         if result.plain or result.groups:

@@ -1,0 +1,342 @@
+"""JetStream on the NATS listener, first slice: the JSON API on ``$JS.API.>``, stream publishes with
+PubAcks sent only once durable, pull consumers and acks, over the protocol-neutral core
+(core/stream_registry.py, core/streams.py, core/stream_consumers.py).
+
+Strategy: the NATS session hands every PUB whose subject starts with ``$JS.`` or belongs to a stream to
+:class:`JetStreamAPI` before its normal routing (a stream publish still reaches plain subscribers, as in
+nats-server). API requests are answered with nats-server's JSON shapes (server/jetstream_api.go) on the
+request's reply subject; errors carry nats-server's ``code``/``err_code``/``description``
+(server/errors.json, mapped below from the core's named exceptions).
+
+Built: ``$JS.API.INFO``; ``STREAM.CREATE/UPDATE/INFO/DELETE/PURGE/NAMES/LIST``; ``STREAM.MSG.GET``;
+``CONSUMER.CREATE`` (with and without a name in the subject), ``CONSUMER.DURABLE.CREATE``,
+``CONSUMER.INFO/DELETE/NAMES/LIST``; ``CONSUMER.MSG.NEXT`` (batch, expires, no_wait; 404/408 statuses);
+acks ``+ACK``/``-NAK``/``+TERM``/``+WPI`` on ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``;
+redelivery after ack_wait (a 1 s sweep). Not yet: push consumers (deliver_subject, flow control, idle
+heartbeats), DIRECT.GET, KV-specific conveniences beyond what streams give, advisories.
+
+Rules: event-loop thread only; PubAck only after ``Log.when_durable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from omnibus.core import stream_consumers as sc
+from omnibus.core import streams as st
+from omnibus.core.clock import SystemClock
+from omnibus.core.stream_registry import JetStream
+from omnibus.wire.nats import encoder as enc
+
+if TYPE_CHECKING:  # pragma: no cover
+    from omnibus.server.nats_session import NatsRouter, NatsSession
+
+API_PREFIX = "$JS.API."
+ACK_PREFIX = "$JS.ACK."
+#: How often unacked deliveries are checked against ack_wait, and pull requests against expires.
+SWEEP_INTERVAL_S = 0.25
+#: nats-server's JetStream API limits (jetstream_api.go JSApiNamesLimit / JSApiListLimit).
+NAMES_LIMIT = 1024
+LIST_LIMIT = 256
+
+#: Core exceptions -> (HTTP-like code, nats-server err_code) from server/errors.json.
+ERRORS: dict[type, tuple[int, int]] = {
+    st.StreamNotFound: (404, 10059), st.StreamNameExists: (400, 10058), st.StreamSubjectOverlap: (400, 10065),
+    st.StreamConfigInvalid: (500, 10052), st.StreamReplicasNotSupported: (500, 10074),
+    st.MaximumStreamsReached: (400, 10027), st.StreamNotMatch: (400, 10060), st.WrongLastSequence: (400, 10071),
+    st.WrongLastMsgId: (400, 10070), st.MessageTooLarge: (400, 10054), st.HeaderTooLarge: (400, 10097),
+    st.SequenceNotFound: (400, 10043), st.NoMessageFound: (404, 10037), st.StoreFailed: (503, 10077),
+    st.StreamFailed: (503, 10077), st.RollupFailed: (500, 10111), st.PurgeFailed: (500, 10110),
+    st.MsgDeleteFailed: (500, 10057), st.StreamSealed: (400, 10109),
+    sc.ConsumerNotFound: (404, 10014), sc.ConsumerAlreadyExists: (400, 10148),
+    sc.ConsumerDoesNotExist: (400, 10149), sc.ConsumerNameExists: (400, 10013),
+    sc.ConsumerCreateFailed: (500, 10012), sc.MaximumConsumersReached: (400, 10026),
+    sc.ConsumerBadDurableName: (400, 10103), sc.ConsumerWQRequiresExplicitAck: (400, 10098),
+    sc.ConsumerWQConsumerNotUnique: (400, 10100), sc.ConsumerWQConsumerNotDeliverAll: (400, 10101),
+    sc.ConsumerOverlappingSubjectFilters: (400, 10138), sc.ConsumerInvalidPolicy: (400, 10094),
+}
+#: Any other refusal (a config rule without an entry above): nats-server's generic bad request.
+GENERIC_ERROR = (400, 10003)
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _error(e: Exception) -> dict[str, Any]:
+    code, err_code = ERRORS.get(type(e), GENERIC_ERROR)
+    return {"error": {"code": code, "err_code": err_code, "description": str(e)}}
+
+
+class JetStreamAPI:
+    """Broker-wide JetStream state on top of the NATS router. Event-loop thread only."""
+
+    def __init__(self, router: "NatsRouter") -> None:
+        self.router = router
+        server = router.server
+        self.js = JetStream(open_log=lambda name, storage: server.open_log(f"jetstream/{name}"),
+                            delete_log=lambda name: server.delete_log(f"jetstream/{name}"),
+                            meta=server.meta, clock=SystemClock())
+        self.js.restore()
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    # -- entry points from the NATS session ------------------------------------------------------------
+    def handles(self, subject: str) -> bool:
+        return subject.startswith("$JS.") or self.js.stream_for_subject(subject) is not None
+
+    def publish(self, session: "NatsSession", subject: str, reply: str | None, headers: bytes | None,
+                payload: bytes) -> bool:
+        """Handle a PUB; True if it was a JetStream API/ack message (not to be routed further)."""
+        if subject.startswith(API_PREFIX):
+            self._api(subject[len(API_PREFIX):], reply, payload)
+            return True
+        if subject.startswith(ACK_PREFIX):
+            self._ack(subject, reply, payload)
+            return True
+        stream = self.js.stream_for_subject(subject)
+        if stream is not None:
+            self._store(stream, subject, reply, headers, payload)
+        return False
+
+    # -- replies ---------------------------------------------------------------------------------------
+    def _reply(self, reply: str | None, obj: dict[str, Any]) -> None:
+        if reply:
+            self.router.publish_external(reply, orjson.dumps(obj))
+
+    def _status(self, inbox: str, code: int, description: str) -> None:
+        for sub in self.router.trie.match(inbox).values():
+            sub.session._deliver(sub, enc.status_hmsg(inbox, sub.sid_b, code, description), 0)
+
+    # -- stream publishes ------------------------------------------------------------------------------
+    def _store(self, stream: Any, subject: str, reply: str | None, headers: bytes | None,
+               payload: bytes) -> None:
+        try:
+            ack = stream.append(subject, payload, headers)
+        except st.JetStreamError as e:
+            self._reply(reply, _error(e))
+            return
+        self._serve(stream)
+        if not reply:
+            return
+        body = {"stream": stream.name, "seq": ack.seq}
+        if ack.duplicate:
+            body["duplicate"] = True
+        if ack.offset < 0:
+            self._reply(reply, body)
+        else:
+            stream.log.when_durable(ack.offset, lambda: self._reply(reply, body))
+
+    # -- the JSON API ----------------------------------------------------------------------------------
+    def _api(self, op: str, reply: str | None, payload: bytes) -> None:
+        try:
+            req = orjson.loads(payload) if payload.strip() else {}
+        except orjson.JSONDecodeError:
+            self._reply(reply, {"error": {"code": 400, "err_code": 10025, "description": "invalid JSON"}})
+            return
+        try:
+            result = self._dispatch(op, req, reply)
+            if result is not None:  # CONSUMER.MSG.NEXT answers with messages, not JSON
+                self._reply(reply, result)
+        except st.JetStreamError as e:
+            self._reply(reply, _error(e))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            self._reply(reply, {"error": {"code": 400, "err_code": 10025, "description": f"bad request: {e}"}})
+
+    def _dispatch(self, op: str, req: Any, reply: str | None) -> dict[str, Any] | None:
+        js = self.js
+        tokens = op.split(".")
+        head = tokens[0]
+        if op == "INFO":
+            return {"type": "io.nats.jetstream.api.v1.account_info_response", "memory": 0,
+                    "storage": sum(s.state().bytes for s in js.streams()), "streams": len(js.streams()),
+                    "consumers": sum(len(s.consumers) for s in js.streams()),
+                    "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1},
+                    "api": {"total": 0, "errors": 0}}
+        if head == "STREAM" and len(tokens) >= 2:
+            kind = tokens[1]
+            name = ".".join(tokens[2:]) if kind not in ("NAMES", "LIST", "MSG") else None
+            if kind == "CREATE":
+                stream, created = js.add_stream(st.StreamConfig.from_dict({**req, "name": req.get("name", name)}))
+                return self._stream_info(stream, "stream_create_response", did_create=created)
+            if kind == "UPDATE":
+                stream = js.update_stream(st.StreamConfig.from_dict({**req, "name": req.get("name", name)}))
+                return self._stream_info(stream, "stream_update_response")
+            if kind == "INFO":
+                return self._stream_info(js.stream(name), "stream_info_response")
+            if kind == "DELETE":
+                js.delete_stream(name)
+                return {"type": "io.nats.jetstream.api.v1.stream_delete_response", "success": True}
+            if kind == "PURGE":
+                purged = js.stream(name).purge(req.get("filter"), req.get("keep"), req.get("seq"))
+                return {"type": "io.nats.jetstream.api.v1.stream_purge_response", "success": True,
+                        "purged": purged}
+            if kind == "NAMES":
+                names = sorted(js.stream_names(req.get("subject")))
+                return {"type": "io.nats.jetstream.api.v1.stream_names_response", "total": len(names),
+                        "offset": 0, "limit": NAMES_LIMIT, "streams": names}
+            if kind == "LIST":
+                infos = [self._stream_info(s, None) for s in sorted(js.streams(), key=lambda s: s.name)]
+                return {"type": "io.nats.jetstream.api.v1.stream_list_response", "total": len(infos),
+                        "offset": 0, "limit": LIST_LIMIT, "streams": infos, "missing": []}
+            if kind == "MSG" and len(tokens) >= 4 and tokens[2] == "GET":
+                stream = js.stream(".".join(tokens[3:]))
+                msg = (stream.get_last_for_subject(req["last_by_subj"]) if "last_by_subj" in req
+                       else stream.get(int(req["seq"])))
+                out = {"subject": msg.subject, "seq": msg.seq, "data": _b64(msg.payload), "time": _iso(msg.timestamp)}
+                block = msg.header_block()
+                if block:
+                    out["hdrs"] = _b64(block)
+                return {"type": "io.nats.jetstream.api.v1.stream_msg_get_response", "message": out}
+        if head == "CONSUMER" and len(tokens) >= 3:
+            kind = tokens[1]
+            if kind in ("CREATE", "DURABLE"):
+                if kind == "DURABLE":  # CONSUMER.DURABLE.CREATE.<stream>.<durable>
+                    stream_name, name = tokens[3], tokens[4] if len(tokens) > 4 else None
+                else:  # CONSUMER.CREATE.<stream>[.<name>[.<filter>]]
+                    stream_name, name = tokens[2], tokens[3] if len(tokens) > 3 else None
+                cfg = sc.ConsumerConfig.from_dict(req.get("config", {}))
+                consumer, _created = js.add_consumer(stream_name, cfg, action=req.get("action", ""), name=name)
+                return self._consumer_info(consumer, "consumer_create_response")
+            if kind == "INFO":
+                return self._consumer_info(js.consumer(tokens[2], tokens[3]), "consumer_info_response")
+            if kind == "DELETE":
+                js.delete_consumer(tokens[2], tokens[3])
+                return {"type": "io.nats.jetstream.api.v1.consumer_delete_response", "success": True}
+            if kind == "NAMES":
+                names = sorted(js.consumer_names(tokens[2]))
+                return {"type": "io.nats.jetstream.api.v1.consumer_names_response", "total": len(names),
+                        "offset": 0, "limit": NAMES_LIMIT, "consumers": names}
+            if kind == "LIST":
+                stream = js.stream(tokens[2])
+                infos = [self._consumer_info(c, None) for _, c in sorted(stream.consumers.items())]
+                return {"type": "io.nats.jetstream.api.v1.consumer_list_response", "total": len(infos),
+                        "offset": 0, "limit": LIST_LIMIT, "consumers": infos, "missing": []}
+            if kind == "MSG" and len(tokens) >= 5 and tokens[2] == "NEXT":
+                self._pull(js.consumer(tokens[3], tokens[4]), req, reply)
+                return None
+        return {"error": {"code": 400, "err_code": 10003, "description": "bad request"}}
+
+    def _stream_info(self, stream: Any, kind: str | None, did_create: bool | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {"config": stream.config.to_dict(), "created": _iso(stream.created_ms),
+                                "state": _state_dict(stream.state()), "ts": _iso(stream.clock.now_ms())}
+        if kind is not None:
+            info["type"] = f"io.nats.jetstream.api.v1.{kind}"
+        if did_create is not None:
+            info["did_create"] = did_create
+        return info
+
+    def _consumer_info(self, consumer: Any, kind: str | None) -> dict[str, Any]:
+        i = consumer.info()
+        out = {"stream_name": i.stream_name, "name": i.name, "created": _iso(i.created),
+               "config": i.config.to_dict(),
+               "delivered": {"consumer_seq": i.delivered.consumer_seq, "stream_seq": i.delivered.stream_seq},
+               "ack_floor": {"consumer_seq": i.ack_floor.consumer_seq, "stream_seq": i.ack_floor.stream_seq},
+               "num_ack_pending": i.num_ack_pending, "num_redelivered": i.num_redelivered,
+               "num_waiting": i.num_waiting, "num_pending": i.num_pending, "ts": _iso(SystemClock().now_ms())}
+        if kind is not None:
+            out["type"] = f"io.nats.jetstream.api.v1.{kind}"
+        return out
+
+    # -- pull consumers and acks -----------------------------------------------------------------------
+    def _pull(self, consumer: Any, req: Any, reply: str | None) -> None:
+        if not reply:
+            return
+        if isinstance(req, int):
+            req = {"batch": req}
+        expires_ms = int(req.get("expires", 0)) // 1_000_000
+        try:
+            consumer.pull(int(req.get("batch", 1)), expires_ms=expires_ms, no_wait=bool(req.get("no_wait")),
+                          max_bytes=int(req.get("max_bytes", 0)), token=reply)
+        except sc.PullRequestRefused as e:
+            self._status(reply, e.status, str(e))
+            return
+        self._serve_consumer(consumer)
+
+    def _serve(self, stream: Any) -> None:
+        for consumer in list(stream.consumers.values()):
+            self._serve_consumer(consumer)
+
+    def _serve_consumer(self, consumer: Any) -> None:
+        stream_name, name = consumer.stream.name, consumer.name
+        for outcome in consumer.serve_pulls():
+            inbox = outcome.request.token
+            subs = self.router.trie.match(inbox).values()
+            for m in outcome.messages:
+                ack = (f"{ACK_PREFIX}{stream_name}.{name}.{m.delivery_count}.{m.stream_seq}.{m.consumer_seq}."
+                       f"{m.timestamp * 1_000_000}.{m.pending}")
+                block = m.header_block()
+                for sub in subs:
+                    if block:
+                        data = enc.hmsg(m.subject, sub.sid_b, ack, block, m.payload)
+                    else:
+                        data = enc.msg(m.subject, sub.sid_b, ack, m.payload)
+                    sub.session._deliver(sub, data, len(m.payload))
+            if outcome.finished == sc.PULL_NO_MESSAGES:
+                self._status(inbox, 404, "No Messages")
+            elif outcome.finished == sc.PULL_EXPIRED:
+                self._status(inbox, 408, "Request Timeout")
+            elif outcome.finished == sc.PULL_MAX_BYTES:
+                self._status(inbox, 409, "Message Size Exceeds MaxBytes")
+
+    def _ack(self, subject: str, reply: str | None, payload: bytes) -> None:
+        tokens = subject[len(ACK_PREFIX):].split(".")
+        if len(tokens) < 7:
+            return
+        try:
+            consumer = self.js.consumer(tokens[0], tokens[1])
+            sseq = int(tokens[3])
+        except (st.JetStreamError, ValueError):
+            return
+        body = bytes(payload).strip()
+        if body in (b"", b"+ACK"):
+            consumer.ack(sseq)
+        elif body.startswith(b"-NAK"):
+            delay = None
+            rest = body[4:].strip()
+            if rest.startswith(b"{"):
+                try:
+                    delay = int(orjson.loads(rest).get("delay", 0)) // 1_000_000 or None
+                except (orjson.JSONDecodeError, AttributeError, ValueError):
+                    delay = None
+            consumer.nak(sseq, delay)
+        elif body.startswith(b"+TERM"):
+            consumer.term(sseq)
+        elif body == b"+WPI":
+            consumer.in_progress(sseq)
+        if reply:  # ack_sync / double ack: an empty reply confirms
+            self.router.publish_external(reply, b"")
+        self._serve_consumer(consumer)
+
+    def _sweep(self) -> None:
+        """ack_wait redeliveries and pull expiry, then flush consumer state."""
+        now = SystemClock().now_ms()
+        for stream in self.js.streams():
+            for consumer in list(stream.consumers.values()):
+                consumer.redeliveries_due(now)
+                for outcome in consumer.expire_pulls(now):
+                    self._status(outcome.request.token, 408, "Request Timeout")
+                self._serve_consumer(consumer)
+        self.js.flush()
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def close(self) -> None:
+        """Stop the sweeps and flush consumer state. Loop thread; blocks (fsync) at broker stop."""
+        self._sweeper.cancel()
+        self.js.close()
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(bytes(data)).decode()
+
+
+def _state_dict(state: Any) -> dict[str, Any]:
+    d = state.to_dict()
+    for key in ("first_ts", "last_ts"):
+        d[key] = _iso(d[key]) if d.get(key) else "0001-01-01T00:00:00Z"
+    return d
