@@ -82,6 +82,9 @@ class JetStreamAPI:
                             delete_log=lambda name: server.delete_log(f"jetstream/{name}"),
                             meta=server.meta, clock=SystemClock())
         self.js.restore()
+        #: The registry's live name -> Stream dict (read-only here): an empty one lets every core NATS
+        #: publish skip the stream lookup with one truth test.
+        self.streams = self.js._streams
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
 
     # -- entry points from the NATS session ------------------------------------------------------------

@@ -339,7 +339,7 @@ class NatsSession:
         self.in_bytes += size
         router = self.router
         js = router.jetstream
-        if (subject[0] == "$" or js.js._streams) and js.handles(subject):
+        if (subject[0] == "$" or js.streams) and js.handles(subject):
             if js.publish(self, subject, reply, headers, payload):
                 return  # an API request or an ack, answered by JetStream
             reply = None  # a stream publish: the PubAck (sent when durable) is the reply
