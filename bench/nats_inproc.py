@@ -55,6 +55,8 @@ class Server:
         self.listeners: dict = {}
         # A vhost with nothing bound to amq.topic, as in a broker without AMQP clients.
         self.vhosts = {"/": VirtualHost("/", open_log=None, delete_log=None, meta=None, clock=SystemClock())}
+        self.meta = None  # no JetStream streams: nothing to restore
+        self.closers: list = []
 
     def add_connection(self, conn) -> bool:
         return True
