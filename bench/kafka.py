@@ -14,6 +14,11 @@ keeps nothing on disk while Omnibus writes segment files), both on 127.0.0.1 onl
   i.e. when every record is acknowledged. Errors in delivery reports fail the run.
 - consume: one librdkafka consumer ``assign()``s the acks=all topic from OFFSET_BEGINNING and reads all
   N records with ``consume(batch)``; Omnibus serves these fetches from segment files with sendfile.
+- consume raw Fetch: the same records fetched with plain Fetch v12 requests (16 MiB per response) whose
+  record sets are not decoded, only their batch headers walked: the broker's fetch path without
+  librdkafka's and Python's per-record work, which bounds the librdkafka figure on a small machine.
+
+Each case runs ``--repeat`` times (default 3) and the median is printed.
 
 Figures are MB/s (10^6 bytes of record values) and records/s; the ratio column is Omnibus / Tansu.
 The client is this Python process; on a 2-core machine it shares the CPUs with the broker, so both
@@ -169,12 +174,74 @@ def consume(boot: str, topic: str, n: int) -> float:
         c.close()
 
 
-def run_broker(boot: str, n: int, size: int) -> dict[str, float]:
-    tag = uuid.uuid4().hex[:6]
+def raw_fetch(boot: str, topic: str, n: int) -> float:
+    """Seconds to fetch ``n`` records from offset 0 with plain Fetch v12 requests (16 MiB per partition)
+    whose record sets are not decoded: only each response's batch headers are walked for the next offset.
+    This is the broker's fetch path without librdkafka's per-record work in this Python process."""
+    import socket
+    import struct
+
+    from omnibus.wire.kafka import messages as M
+    from omnibus.wire.kafka.connection import KafkaClientConnection
+
+    host, port = boot.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    client = KafkaClientConnection("bench-raw")
+    R = M.FetchRequest
+    buf = bytearray(64 << 20)
+    view = memoryview(buf)
+    offset = 0
+    start = time.perf_counter()
+    try:
+        while offset < n:
+            req = R(max_wait_ms=500, min_bytes=1, max_bytes=64 << 20, isolation_level=0, session_id=0,
+                    session_epoch=-1, topics=[R.FetchTopic(topic=topic, partitions=[R.FetchPartition(
+                        partition=0, fetch_offset=offset, partition_max_bytes=16 << 20)])],
+                    forgotten_topics_data=[], rack_id="")
+            sock.sendall(client.send_request(req, 12))
+            got = 0
+            while got < 4 or got < 4 + int.from_bytes(buf[:4], "big"):
+                k = sock.recv_into(view[got:])
+                if not k:
+                    raise RuntimeError(f"{boot}: connection closed")
+                got += k
+            client.receive_data(view[:got])
+            [resp] = client.events()
+            records = resp.body.responses[0].partitions[0].records
+            if resp.body.responses[0].partitions[0].error_code:
+                raise RuntimeError(f"{boot}: fetch error {resp.body.responses[0].partitions[0].error_code}")
+            pos, mv = 0, memoryview(records) if records else memoryview(b"")
+            while pos + 61 <= len(mv):  # walk whole batches: base offset, length, last offset delta
+                base, length = struct.unpack_from(">qi", mv, pos)
+                if pos + 12 + length > len(mv):
+                    break
+                (delta,) = struct.unpack_from(">i", mv, pos + 23)
+                offset = base + delta + 1
+                pos += 12 + length
+        return time.perf_counter() - start
+    finally:
+        sock.close()
+
+
+def median_time(fn, repeat: int) -> float:
+    times = sorted(fn() for _ in range(repeat))
+    return times[len(times) // 2]
+
+
+def run_broker(boot: str, n: int, size: int, repeat: int) -> dict[str, float]:
     out = {}
+    topic = ""
     for acks in ("1", "all"):
-        out[f"produce acks={acks}"] = produce(boot, f"bench-{acks}-{tag}", n, size, acks)
-    out["consume"] = consume(boot, f"bench-all-{tag}", n)
+        topics: list[str] = []
+
+        def one() -> float:
+            topics.append(f"bench-{acks}-{uuid.uuid4().hex[:6]}")
+            return produce(boot, topics[-1], n, size, acks)
+        out[f"produce acks={acks}"] = median_time(one, repeat)
+        topic = topics[-1]
+    out["consume"] = median_time(lambda: consume(boot, topic, n), repeat)
+    out["consume raw Fetch"] = median_time(lambda: raw_fetch(boot, topic, n), repeat)
     return out
 
 
@@ -184,6 +251,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--quick", action="store_true", help="50,000 records")
     ap.add_argument("--servers", default="omnibus,tansu")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per case; the median is printed")
     ap.add_argument("--omnibus-fsync", default="interval", choices=["always", "interval", "never"])
     args = ap.parse_args()
     n = 50_000 if args.quick else args.records
@@ -197,7 +265,7 @@ def main() -> None:
     if "omnibus" in servers:
         with OmnibusServe(args=("--fsync", args.omnibus_fsync)) as srv:
             host, port = srv.listeners["kafka"]
-            results["omnibus"] = run_broker(f"{host}:{port}", n, size)
+            results["omnibus"] = run_broker(f"{host}:{port}", n, size, args.repeat)
     if "tansu" in servers:
         binary, why = tansu_binary()
         if binary is None:
@@ -206,7 +274,7 @@ def main() -> None:
             t = Tansu(binary)
             try:
                 t.start()
-                results["tansu"] = run_broker(t.bootstrap, n, size)
+                results["tansu"] = run_broker(t.bootstrap, n, size, args.repeat)
             except Exception as exc:  # noqa: BLE001 — report and still print Omnibus
                 notes.append(f"Tansu failed: {exc!r}")
             finally:
@@ -215,11 +283,11 @@ def main() -> None:
     mb = n * size / MB
     print(f"confluent-kafka {__import__('confluent_kafka').__version__} (librdkafka "
           f"{__import__('confluent_kafka').libversion()[0]}), {n:,} records of {size} B, 1 partition, "
-          f"{os.cpu_count()} CPUs; omnibus --fsync {args.omnibus_fsync}; tansu memory:// storage")
+          f"{os.cpu_count()} CPUs; median of {args.repeat} runs; omnibus --fsync {args.omnibus_fsync}; tansu memory:// storage")
     print(f"machine: loopback TCP 127.0.0.1 (1 MiB sends): {loop:9.1f} MB/s")
     print(f"{'case':<20}{'omnibus MB/s':>14}{'rec/s':>12}{'tansu MB/s':>13}{'rec/s':>12}{'ratio':>8}"
           f"{'omnibus/loopback':>18}")
-    for case in ("produce acks=1", "produce acks=all", "consume"):
+    for case in ("produce acks=1", "produce acks=all", "consume", "consume raw Fetch"):
         o = results.get("omnibus", {}).get(case)
         t = results.get("tansu", {}).get(case)
         cells = [f"{case:<20}"]
