@@ -55,8 +55,13 @@ rabbit_channel.erl of 3.10; all observed on RabbitMQ 3.10.8, tests/wire/test_amq
   RabbitMQ 3.10 does.
 - tune-ok values: 530 ``negotiated frame_max = 100 is lower than the minimum allowed value (4096)``,
   ``... is higher than the maximum allowed value (131072)``, ``negotiated channel_max = 0 (no limit) is
-  higher than the maximum allowed value (2047)`` with class/method connection.tune (10, 30),
-  SEND_CLOSE_AND_DROP (send_error_on_channel0_and_close).
+  higher than the maximum allowed value (2047)`` with class/method connection.tune (10, 30); the text is
+  for the log: see the next rule.
+- Any error before tune-ok (RabbitMQ's states starting, securing, tuning) gets action DROP: RabbitMQ 3.10.8
+  answers nothing and closes (observed; rabbit_reader handshake_error). From ``opening`` on it answers with
+  connection.close; a channel frame in ``opening`` is 505 ``type T, all octets = ...``.
+- Unknown class or method ids: 540 ``unknown method {C,M}``. RabbitMQ 3.10.8's reader crashes on them and
+  the socket closes without a reply (observed); we answer what its error table means instead.
 - The tables of :mod:`.states` for everything else.
 
 Run ``python bench/amqp_codec.py`` before changing ``AMQPConnection.events``.
@@ -70,7 +75,7 @@ from typing import Any, NamedTuple
 from omnibus.wire.amqp import frames as _fr
 from omnibus.wire.amqp import methods as _m
 from omnibus.wire.amqp import states as _st
-from omnibus.wire.amqp.errors import (FRAME_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, PRECONDITION_FAILED,
+from omnibus.wire.amqp.errors import (DROP, FRAME_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, PRECONDITION_FAILED,
                                       SEND_CLOSE, SEND_CLOSE_AND_DROP, SEND_HEADER_AND_DROP, UNEXPECTED_FRAME,
                                       AMQPError, Atom, amqp_error, frame_error_text, unexpected_frame_text)
 from omnibus.wire.amqp.states import (IGNORED, ChannelInput, ChannelState, ConnectionInput, ConnectionState,
@@ -127,7 +132,7 @@ _SEND_INPUT = {
     _m.ConnectionTune: _CI.SEND_TUNE, _m.ConnectionOpenOk: _CI.SEND_OPEN_OK,  # type: ignore[attr-defined]
     _m.ConnectionClose: _CI.SEND_CLOSE, _m.ConnectionCloseOk: _CI.SEND_CLOSE_OK,  # type: ignore[attr-defined]
     _m.ConnectionBlocked: _CI.SEND_BLOCKED, _m.ConnectionUnblocked: _CI.SEND_BLOCKED,  # type: ignore[attr-defined]
-    _m.ConnectionUpdateSecret: _CI.SEND_BLOCKED,  # type: ignore[attr-defined]
+    _m.ConnectionUpdateSecretOk: _CI.SEND_BLOCKED,  # type: ignore[attr-defined]
 }
 
 # content assembly record: [method, class_id, remaining or -1 (awaiting header), properties, chunks,
@@ -193,6 +198,10 @@ class AMQPConnection:
         try:
             pos = self._parse(buf, out)
         except AMQPError as err:
+            if self.state in _st.SILENT_STATES and err.action != SEND_HEADER_AND_DROP:
+                # before tune-ok RabbitMQ answers nothing and closes (rabbit_reader handshake_error)
+                err = AMQPError(err.reply_code, err.reply_text, err.class_id, err.method_id, scope=err.scope,
+                                channel=err.channel, action=DROP)
             self._fail(err)
             out.append(err)
             pos = self._cursor  # just past the frame that failed; the rest is parsed in CLOSING state
@@ -346,6 +355,8 @@ class AMQPConnection:
             if state is not _CS.OPEN and state is not _CS.OPEN_RECEIVED:
                 if state in (_CS.CLOSING, _CS.CLOSE_RECEIVED):
                     return
+                if state is _CS.OPENING:  # rabbit_reader handle_frame before running: unexpected_frame
+                    raise amqp_error(UNEXPECTED_FRAME, unexpected_frame_text(ftype, payload), channel=ch)
                 raise connection_error(state, _CI.RECV_CHANNEL_FRAME)
             a = self._content.get(ch)
             if a is not None:
@@ -373,6 +384,8 @@ class AMQPConnection:
             if state is not _CS.OPEN and state is not _CS.OPEN_RECEIVED:
                 if state in (_CS.CLOSING, _CS.CLOSE_RECEIVED):
                     return
+                if state is _CS.OPENING:
+                    raise amqp_error(UNEXPECTED_FRAME, unexpected_frame_text(ftype, payload), channel=ch)
                 raise connection_error(state, _CI.RECV_CHANNEL_FRAME)
             cstate = self.channels.get(ch, _CHS.ABSENT)
             nxt = channel_next(cstate, _CHI.RECV_CONTENT)
@@ -433,7 +446,8 @@ class AMQPConnection:
         state = self.state
         cls = type(method)
         inp = _RECV_INPUT.get(cls, _CI.RECV_METHOD)
-        if state is _CS.OPEN and cls is _m.ConnectionUpdateSecretOk:  # type: ignore[attr-defined]
+        if state is _CS.OPEN and cls is _m.ConnectionUpdateSecret:  # type: ignore[attr-defined]
+            # the session answers update-secret-ok (RabbitMQ 3.10.8 does, observed)
             append(_new(MethodFrame, (0, method)))
             return
         nxt = connection_next(state, inp)

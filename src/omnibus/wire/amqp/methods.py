@@ -68,8 +68,9 @@ _SPEC: list[tuple[int, str, list[tuple[int, str, str, bool, bool, str]]]] = [
         (51, "close-ok", BOTH, False, False, ""),
         (60, "blocked", SERVER, False, False, "reason:shortstr="),
         (61, "unblocked", SERVER, False, False, ""),
-        (70, "update-secret", SERVER, True, False, "new_secret:longstr reason:shortstr"),
-        (71, "update-secret-ok", CLIENT, False, False, ""),
+        # RabbitMQ's extension: the *client* renews its secret (OAuth 2 tokens), the server answers ok
+        (70, "update-secret", CLIENT, True, False, "new_secret:longstr reason:shortstr"),
+        (71, "update-secret-ok", SERVER, False, False, ""),
     ]),
     (20, "channel", [
         (10, "open", CLIENT, True, False, "out_of_band:shortstr="),

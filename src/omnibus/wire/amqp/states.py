@@ -69,7 +69,7 @@ class ConnectionInput(Enum):
     RECV_CLOSE = "recv_close"
     SEND_CLOSE_OK = "send_close_ok"
     RECV_CLOSE_OK = "recv_close_ok"
-    SEND_BLOCKED = "send_blocked"  # connection.blocked / unblocked / update-secret (server → client)
+    SEND_BLOCKED = "send_blocked"  # connection.blocked / unblocked / update-secret-ok (server → client)
 
 
 class ChannelState(Enum):
@@ -179,9 +179,16 @@ ERL_STATE = {
     ConnectionState.CLOSE_RECEIVED: "closing", ConnectionState.CLOSED: "closed",
 }
 
+#: States in which RabbitMQ answers any error by closing the socket without a word (rabbit_reader
+#: handle_exception for connection_state starting/securing/tuning: a handshake_error, logged, then the
+#: socket is closed after ?SILENT_CLOSE_DELAY = 3 s). Observed on RabbitMQ 3.10.8 for an unexpected
+#: method, a frame over frame_max, a bad frame end, an unknown frame type and bad tune-ok values
+#: (tests/server/test_amqp_raw.py, OMNIBUS_AMQP_AGAINST=rabbitmq). In ``opening`` (tune-ok in, awaiting
+#: connection.open) RabbitMQ does answer with connection.close (send_error_on_channel0_and_close).
 _HANDSHAKE = frozenset((ConnectionState.AWAITING_HEADER, ConnectionState.HEADER_RECEIVED,
                         ConnectionState.START_SENT, ConnectionState.START_OK_RECEIVED,
-                        ConnectionState.SECURE_SENT, ConnectionState.TUNE_SENT, ConnectionState.OPENING))
+                        ConnectionState.SECURE_SENT, ConnectionState.TUNE_SENT))
+SILENT_STATES = _HANDSHAKE
 # OPEN_RECEIVED counts as running: RabbitMQ answers open-ok before it reads the next frame.
 
 
