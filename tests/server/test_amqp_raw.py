@@ -798,3 +798,53 @@ def test_publishes_interleaved_with_other_methods_in_one_write(port, bystander):
         ("PurgeOk", 2), ("QosOk", None), ("DeclareOk", None), ("DeleteOk", 3)]
     assert confirmed == {1, 2, 3, 4, 5}
     r.close()
+
+
+# -- back-pressure ----------------------------------------------------------------------------------------
+
+def test_a_no_ack_consumer_that_does_not_read_does_not_drain_its_queue(port, bystander):
+    # Bug found here: deliveries went into the connection's output whatever its size, so a no-ack consumer
+    # that stopped reading took its whole queue out of the log into memory, settled (lost if it then
+    # died). Now delivery to it stops at the socket's back-pressure and the rest stays in the queue, as
+    # RabbitMQ's credit flow keeps it.
+    q = qname("slow")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(READ_TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    slow = Raw.__new__(Raw)
+    slow.sock, slow.buf, slow.eof = sock, bytearray(), False
+    slow.handshake()
+    slow.open_channel(1)
+    slow.send(mf(1, pc.Queue.Declare(queue=q, auto_delete=True)))
+    slow.expect(pc.Queue.DeclareOk, 1)
+    slow.send(mf(1, pc.Basic.Consume(queue=q, consumer_tag="slow", no_ack=True)))
+    slow.expect(pc.Basic.ConsumeOk, 1)
+    # from now on the slow consumer reads nothing
+    pub = opened(port, 1)
+    pub.send(mf(1, pc.Confirm.Select()))
+    pub.expect(pc.Confirm.SelectOk, 1)
+    n, body = 2000, b"z" * 8192  # 16 MB: far more than the socket buffers and the broker's output limit
+    pub.send(b"".join(publish(1, "", q, body) for _ in range(n)))
+    confirmed = 0
+    while confirmed < n:
+        f = pub.frame(timeout=20)
+        assert f is not None and isinstance(f[1], pc.Basic.Ack), (confirmed, f)
+        confirmed = f[1].delivery_tag if f[1].multiple else confirmed + 1
+    time.sleep(0.5)
+    pub.send(mf(1, pc.Queue.Declare(queue=q, passive=True)))
+    declared = pub.expect(pc.Queue.DeclareOk, 1)
+    # what may have left: the broker's output limit (1 MiB) plus its transport buffer (1 MiB) plus the
+    # kernel's socket buffers (here at most 4 MiB + 8 KiB): at most ~800 of the 2000 8 KiB messages
+    assert declared.message_count > n // 2, (
+        f"only {declared.message_count} of {n} messages still in the queue ({declared.consumer_count} consumers)")
+    # once the consumer reads again, it gets everything, in order
+    got = 0
+    slow.sock.settimeout(READ_TIMEOUT)
+    while got < n:
+        f = slow.frame(timeout=10)
+        assert f is not None, got
+        if isinstance(f[1], pc.Basic.Deliver):
+            got += 1
+    slow.close()
+    pub.close()

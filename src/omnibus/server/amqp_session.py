@@ -76,6 +76,11 @@ MECHANISMS = b"PLAIN AMQPLAIN"
 DEFAULT_USER = ("guest", "guest")
 #: Seconds to wait for connection.close-ok before dropping the socket (RabbitMQ: 3 s).
 CLOSE_OK_TIMEOUT = 3.0
+#: Bytes of deliveries queued for one connection in one loop turn before its consumers count as full.
+#: With the transport's high-water mark (1 MiB, server/transport.py) this bounds what a consumer that
+#: does not read (a no-ack one above all: its messages are settled when sent) can take out of its queues
+#: into memory; the rest stays in the log, as RabbitMQ's credit flow keeps it in the queue.
+OUTPUT_LIMIT = 1024 * 1024
 
 
 def _vh(text: str) -> str:
@@ -195,6 +200,10 @@ class Consumer:
     def has_capacity(self) -> bool:
         ch = self.channel
         if not ch.active or ch.closing:
+            return False
+        conn = ch.session.conn
+        if conn.writing_paused or conn._out_size > OUTPUT_LIMIT:
+            ch.session.output_blocked(self.queue)  # go on once the socket has taken what is queued
             return False
         if self.no_ack:
             return True
@@ -321,6 +330,8 @@ class AmqpSession:
         self._close_timer: asyncio.TimerHandle | None = None
         self._publishes: list[Publish] = []
         self.exclusive: set[str] = set()
+        self._blocked: set[str] = set()  # queues whose delivery to us stopped at OUTPUT_LIMIT
+        self._unblock_scheduled = False
 
     # -- input -----------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -825,6 +836,36 @@ class AmqpSession:
             self._settle(ch, sorted(ch.unacked), True)
         if not closing:
             self.channels.pop(ch_id, None)
+
+    # -- output back-pressure -------------------------------------------------------------------------
+    def output_blocked(self, queue: str) -> None:
+        """A consumer of ours was skipped because our output is full; pump ``queue`` again once the
+        transport has taken it (next loop turn, or resume_writing when the socket itself was full)."""
+        self._blocked.add(queue)
+        if not self._unblock_scheduled and not self.conn.writing_paused:
+            self._unblock_scheduled = True
+            asyncio.get_running_loop().call_soon(self._unblock)
+
+    def _unblock(self) -> None:
+        self._unblock_scheduled = False
+        if self.closed or self.conn.writing_paused:
+            return  # resume_writing will call us
+        blocked, self._blocked = self._blocked, set()
+        for name in blocked:
+            self.broker.pump(name)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is over its high-water mark: stop reading too (what the transport does
+        for sessions without this hook), and deliveries to us stop in has_capacity."""
+        if self.conn.transport is not None:
+            self.conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.closed:
+            return
+        if self.conn.transport is not None:
+            self.conn.transport.resume_reading()
+        self._unblock()
 
     def _schedule_heartbeat(self) -> None:
         interval = self.amqp.heartbeat
