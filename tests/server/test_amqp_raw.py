@@ -824,7 +824,7 @@ def test_a_no_ack_consumer_that_does_not_read_does_not_drain_its_queue(port, bys
     pub = opened(port, 1)
     pub.send(mf(1, pc.Confirm.Select()))
     pub.expect(pc.Confirm.SelectOk, 1)
-    n, body = 2000, b"z" * 8192  # 16 MB: far more than the socket buffers and the broker's output limit
+    n, body = 4000, b"z" * 8192  # 32 MB: far more than the socket buffers and the broker's output limit
     pub.send(b"".join(publish(1, "", q, body) for _ in range(n)))
     confirmed = 0
     while confirmed < n:
@@ -834,8 +834,8 @@ def test_a_no_ack_consumer_that_does_not_read_does_not_drain_its_queue(port, bys
     time.sleep(0.5)
     pub.send(mf(1, pc.Queue.Declare(queue=q, passive=True)))
     declared = pub.expect(pc.Queue.DeclareOk, 1)
-    # what may have left: the broker's output limit (1 MiB) plus its transport buffer (1 MiB) plus the
-    # kernel's socket buffers (here at most 4 MiB + 8 KiB): at most ~800 of the 2000 8 KiB messages
+    # what may have left: the broker's output limit (2 MiB) plus its transport buffer (4 MiB) plus the
+    # kernel's socket buffers (here at most 4 MiB + 8 KiB): at most ~1300 of the 4000 8 KiB messages
     assert declared.message_count > n // 2, (
         f"only {declared.message_count} of {n} messages still in the queue ({declared.consumer_count} consumers)")
     # once the consumer reads again, it gets everything, in order
