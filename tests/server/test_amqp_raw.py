@@ -848,3 +848,36 @@ def test_a_no_ack_consumer_that_does_not_read_does_not_drain_its_queue(port, bys
             got += 1
     slow.close()
     pub.close()
+
+
+# -- heartbeats ------------------------------------------------------------------------------------------
+
+def test_heartbeats_both_ways(port, bystander):
+    r = Raw(port)
+    r.send(HEADER)
+    r.expect(pc.Connection.Start, 0)
+    r.send(_start_ok("guest", {}))
+    r.expect(pc.Connection.Tune, 0)
+    r.send(mf(0, pc.Connection.TuneOk(channel_max=10, frame_max=FRAME_MAX, heartbeat=1)) +
+           mf(0, pc.Connection.Open(virtual_host="/")))
+    r.expect(pc.Connection.OpenOk, 0)
+    # the broker sends heartbeats (every heartbeat/2 s) while the connection is idle ...
+    t0 = time.monotonic()
+    beats = 0
+    while time.monotonic() - t0 < 2.5:
+        r.send(raw_frame(8, 0, b""))  # ... and a client that sends its own stays connected
+        if len(r.buf) >= 8 or r._fill(time.monotonic() + 0.4):
+            while len(r.buf) >= 8 and r.buf[:1] == b"\x08":
+                del r.buf[:8]
+                beats += 1
+        assert not r.eof
+    assert beats >= 2 and not r.buf
+    # a client that goes quiet is dropped after two missed heartbeats (RabbitMQ: no close frame)
+    t0 = time.monotonic()
+    while not r.eof and time.monotonic() - t0 < 6:
+        if r._fill(time.monotonic() + 0.5):
+            while len(r.buf) >= 8 and r.buf[:1] == b"\x08":
+                del r.buf[:8]
+            assert not r.buf, bytes(r.buf)
+    assert r.eof and 1.5 < time.monotonic() - t0 < 5.5
+    r.close()
