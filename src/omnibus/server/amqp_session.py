@@ -28,8 +28,8 @@ queue TTL, dead-lettering, max-length, priorities, streams, single active consum
 the loopback guest user, connection.blocked, validation of queue arguments (RabbitMQ refuses e.g. a string
 ``x-max-length`` with 406 "invalid arg"; we accept and ignore it).
 
-Rules: event-loop thread only; no await and no logging per message. Run bench/amqp.py (when it exists)
-before changing ``_flush_publishes`` or ``_pump``.
+Rules: event-loop thread only; no await and no logging per message. Run bench/amqp.py before changing
+``_flush_publishes``, ``AmqpBroker.pump`` or ``Consumer.has_capacity``.
 """
 
 from __future__ import annotations
