@@ -146,6 +146,9 @@ class NatsRouter:
         self.jetstream = JetStreamAPI(self)
         server.closers.append(self.jetstream.close)
         self.amq_topic = self.vhost.exchanges[AMQ_TOPIC]
+        #: Its live binding dict (mutated in place by core, never replaced): one truth test per publish
+        #: instead of a method call on the hot path.
+        self.amq_topic_bindings = self.amq_topic._bindings
         #: subject -> b"MSG <subject> " (bounded like the trie's match cache): saves encoding a hot
         #: subject for every message.
         self.msg_heads: dict[str, bytes] = {}
@@ -383,7 +386,7 @@ class NatsSession:
                     else:
                         session._deliver(sub, head + sub.sid_b + tail, size)
                     delivered += 1
-        if router.amq_topic.has_bindings():
+        if router.amq_topic_bindings:
             # To AMQP queues on amq.topic (design decision 6); the NATS header block is not mapped yet.
             delivered += router.vhost.publish(AMQ_TOPIC, (Message(subject, payload),))[0]
         if not delivered and reply and self.no_responders:
