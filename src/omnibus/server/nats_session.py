@@ -245,10 +245,22 @@ class NatsSession:
         events = self.parser.events()
         must_auth = not self.connected and self.nsettings.auth_required
         publish = self._publish
-        for ev in events:
+        i, n = 0, len(events)
+        while i < n:
+            ev = events[i]
             op = ev[0]
+            i += 1
             if op == OP_PUB and not must_auth:  # the hot path; a PUB never closes its own session
-                publish(ev[1], ev[2], None, ev[3])
+                subject = ev[1]
+                if ev[2] is None and i < n:
+                    j = i
+                    while j < n and events[j][0] == OP_PUB and events[j][1] == subject and events[j][2] is None:
+                        j += 1
+                    if j > i:  # a run of plain PUBs to one subject (pipelined publishers)
+                        self._publish_run(subject, events, i - 1, j)
+                        i = j
+                        continue
+                publish(subject, ev[2], None, ev[3])
                 continue
             if self.closed:
                 return
@@ -391,6 +403,40 @@ class NatsSession:
             delivered += router.vhost.publish(AMQ_TOPIC, (Message(subject, payload),))[0]
         if not delivered and reply and self.no_responders:
             self._send_no_responders(reply)
+
+    def _publish_run(self, subject: str, events: list, start: int, end: int) -> None:
+        """``events[start:end]`` are PUBs to ``subject`` without reply or headers. When nothing needs a
+        per-message decision (no queue group, no auto-unsubscribe, no verbose/pedantic/permissions, no
+        JetStream or amq.topic interest) each subscriber gets the whole run in one write, with one
+        match and one encoding of the subject; otherwise they go one by one. Hot path: run
+        bench/nats.py before changing it."""
+        router = self.router
+        result = router.trie.match(subject)
+        if (self._pub_checks or result.groups or subject[0] == "$" or router.jetstream.streams
+                or router.amq_topic_bindings or any(sub.max_msgs for sub in result.plain)):
+            publish = self._publish
+            for k in range(start, end):
+                publish(subject, None, None, events[k][3])
+            return
+        payloads = [events[k][3] for k in range(start, end)]
+        count = end - start
+        size = sum(map(len, payloads))
+        self.in_msgs += count
+        self.in_bytes += size
+        if not result.plain:
+            return
+        head = router.msg_heads.get(subject) or _cache_head(router.msg_heads, subject)
+        tails = [b" %d\r\n%b\r\n" % (len(p), p) for p in payloads]
+        echo = self.echo
+        for sub in result.plain:
+            session = sub.session
+            if session is self and not echo or session.closed:
+                continue
+            prefix = head + sub.sid_b
+            session.conn.write(prefix + prefix.join(tails))
+            session.out_msgs += count
+            session.out_bytes += size
+            sub.delivered += count
 
     def _deliver(self, sub: Subscription, data: bytes, size: int) -> None:
         """Queue one encoded MSG/HMSG for this client. Hot path: run bench/nats.py before changing it."""
