@@ -45,3 +45,16 @@ def test_nats_publish_reaches_amqp_queue_on_amq_topic(tmp_path):
     # Durable queue and its messages come back after a restart.
     with SyncBroker(tmp_path) as broker:
         assert queue_bodies(broker, "orders") == [b"one", b"two"]
+
+
+def test_queue_and_stream_logs_are_not_trimmed_by_broker_retention(tmp_path):
+    """Queues keep messages until acked and streams enforce their own limits; only Kafka topics follow
+    storage.retention_ms / retention_bytes."""
+    with SyncBroker(tmp_path, settings={"storage.retention_ms": 1, "storage.retention_bytes": 1}) as broker:
+        def check():
+            server = broker.server
+            q, _ = server.vhosts["/"].declare_queue("keep")
+            kafka_log = server.open_log("kafka/t-0")
+            return (q.log.config.retention_ms, q.log.config.retention_bytes,
+                    kafka_log.config.retention_ms, kafka_log.config.retention_bytes)
+        assert broker.call(check) == (-1, -1, 1, 1)

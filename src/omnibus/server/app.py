@@ -268,6 +268,11 @@ class BrokerServer:
             self.logs[name] = log
         return log
 
+    def open_unbounded_log(self, name: str) -> Log:
+        """A log that time/size retention never trims: queues and JetStream streams decide themselves
+        what to remove (acks, stream limits); only Kafka topics use the broker's retention settings."""
+        return self.open_log(name, retention_ms=-1, retention_bytes=-1)
+
     def delete_log(self, name: str) -> None:
         """Close (if open) and remove the log ``logs/<name>``. Blocks briefly."""
         log = self.logs.pop(name, None)
@@ -277,7 +282,7 @@ class BrokerServer:
             shutil.rmtree(self.data_dir / LOGS_DIR / name, ignore_errors=True)
 
     def _open_vhost(self, name: str) -> VirtualHost:
-        vhost = VirtualHost(name, open_log=self.open_log, delete_log=self.delete_log, meta=self.meta,
+        vhost = VirtualHost(name, open_log=self.open_unbounded_log, delete_log=self.delete_log, meta=self.meta,
                             clock=SystemClock())
         prefix = queue_log_name(name, "x").rsplit("/", 1)[0]
         root = self.data_dir / LOGS_DIR / prefix

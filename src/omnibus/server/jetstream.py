@@ -78,7 +78,8 @@ class JetStreamAPI:
     def __init__(self, router: "NatsRouter") -> None:
         self.router = router
         server = router.server
-        self.js = JetStream(open_log=lambda name, storage: server.open_log(f"jetstream/{name}"),
+        # Streams enforce their own limits (max_age, max_bytes ...): their logs have no broker retention.
+        self.js = JetStream(open_log=lambda name, storage: server.open_unbounded_log(f"jetstream/{name}"),
                             delete_log=lambda name: server.delete_log(f"jetstream/{name}"),
                             meta=server.meta, clock=SystemClock())
         self.js.restore()
