@@ -8,18 +8,10 @@ bench/_servers.RabbitServer).
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from omnibus import SyncBroker
-
-JS_DIR = Path(__file__).parent / "js"
-#: Each script has its own 20 s deadline; this is the backstop for node itself.
-SCRIPT_TIMEOUT = 45
+from tests.helpers import run_node_script
 
 
 @pytest.fixture
@@ -29,19 +21,7 @@ def amqp_url(tmp_path):
 
 
 def run_script(name: str, url: str) -> dict:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed: the amqplib tests need Node.js >= 18 and npm")
-    if not (JS_DIR / "node_modules" / "amqplib").is_dir():
-        pytest.fail(f"{JS_DIR / 'node_modules' / 'amqplib'} is missing: run ./scripts/test (it runs `npm ci` "
-                    f"there), or `cd {JS_DIR} && npm ci`")
-    proc = subprocess.run([node, str(JS_DIR / name), url], cwd=JS_DIR, capture_output=True, text=True,
-                          timeout=SCRIPT_TIMEOUT, stdin=subprocess.DEVNULL)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"{name} printed nothing (exit {proc.returncode}): {proc.stderr[-2000:]}"
-    result = json.loads(lines[-1])
-    assert proc.returncode == 0 and "error" not in result, f"{name} failed: {result} {proc.stderr[-2000:]}"
-    return result
+    return run_node_script(name, url, "amqplib")
 
 
 def test_confirms_consume_get_topic_return_and_channel_error(amqp_url):
