@@ -119,6 +119,18 @@ def nats_server_conf(*, max_payload: int | None = None, max_pending: int | None 
     return "\n".join(lines) + "\n"
 
 
+
+def stop_process(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
 class NatsServer:
     """A nats-server child process on 127.0.0.1. ``NatsServer(**conf).start()``; ``stop()``; ``start()``
     again reuses the same port (for reconnect tests)."""
@@ -162,16 +174,9 @@ class NatsServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+        if self.proc is not None:
+            stop_process(self.proc, 10)
+            self.proc = None
 
     def close(self) -> None:
         self.stop()
@@ -272,17 +277,9 @@ class OmnibusServe:
         """SIGTERM, wait up to ``timeout`` (then SIGKILL); returns the exit code (None if not started)."""
         if self.proc is None:
             return None
-        proc = self.proc
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        self.returncode = stop_process(self.proc, timeout)
         self.proc = None
-        self.returncode = proc.returncode
-        return proc.returncode
+        return self.returncode
 
     def close(self) -> None:
         self.stop()
