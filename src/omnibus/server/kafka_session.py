@@ -153,7 +153,8 @@ class _PendingFetch:
         if not self.finished:
             self.finish()
 
-    def finish(self) -> None:
+    def cancel(self) -> None:
+        """Stop waiting: no timer, no longer in the partitions' waiter sets."""
         self.finished = True
         if self.timer is not None:
             self.timer.cancel()
@@ -162,6 +163,9 @@ class _PendingFetch:
             s = waiters.get(key)
             if s is not None:
                 s.discard(self)
+
+    def finish(self) -> None:
+        self.cancel()
         session = self.session
         if not session.closed:
             body, _ = session._fetch_body(self.request.body)
@@ -239,9 +243,7 @@ class KafkaSession:
     def _close_after_pending(self) -> None:
         self.closed = True
         for f in self._fetches:
-            f.finished = True
-            if f.timer is not None:
-                f.timer.cancel()
+            f.cancel()
         self.conn.close()
 
     # -- APIs ------------------------------------------------------------------------------------------
@@ -485,9 +487,7 @@ class KafkaSession:
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         for f in self._fetches:
-            f.finished = True
-            if f.timer is not None:
-                f.timer.cancel()
+            f.cancel()
 
     def shutdown(self) -> None:
         self._close_after_pending()
