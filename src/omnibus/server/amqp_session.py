@@ -411,7 +411,7 @@ class AmqpSession:
         if ch_id:
             ch = self.channels.get(ch_id)
             if ch is None and type(method) is not m.ChannelOpen:
-                raise ChannelError(CHANNEL_ERROR, f"expected 'channel.open'")  # codec normally catches this
+                raise ChannelError(CHANNEL_ERROR, "expected 'channel.open'")  # codec normally catches this
             if ch is not None and ch.closing and type(method) not in (m.ChannelClose, m.ChannelCloseOk):
                 return  # RabbitMQ drops methods on a closing channel
             handler(self, ch_id, ch, method)
