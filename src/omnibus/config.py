@@ -92,6 +92,52 @@ class NatsSettings:
 
 
 @dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka listener, named after Kafka's broker configs (dots become underscores)."""
+
+    #: Kafka auto.create.topics.enable and num.partitions (for auto-created topics).
+    auto_create_topics_enable: bool = True
+    num_partitions: int = 1
+    #: Kafka group.initial.rebalance.delay.ms (default 3000); the embedded broker and the pytest fixture
+    #: set it to 0.
+    group_initial_rebalance_delay_ms: int = 3000
+    #: Kafka group.min/max.session.timeout.ms.
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1_800_000
+    #: Kafka offsets.retention.minutes is not applied (offsets are kept until the group is deleted).
+    #: Kafka transaction.max.timeout.ms.
+    transaction_max_timeout_ms: int = 900_000
+    #: SASL mechanisms offered when users are configured (SaslHandshake), as sasl.enabled.mechanisms.
+    sasl_enabled_mechanisms: tuple = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+    #: Users for SASL: a list of ``{user, password}``; empty means no authentication (Kafka's PLAINTEXT).
+    users: tuple = ()
+
+
+@dataclass(frozen=True)
+class AmqpSettings:
+    """The AMQP listener, named after RabbitMQ's rabbitmq.conf keys (dots become underscores)."""
+
+    #: RabbitMQ default_user/default_pass/default_vhost; the default user may connect only from loopback
+    #: (loopback_users) unless ``loopback_users`` is emptied.
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    default_vhost: str = "/"
+    loopback_users: tuple = ("guest",)
+    #: Config-file users: a list of ``{user, password (or password_hash), tags, vhosts?, permissions:
+    #: {vhost: [configure, write, read]}}``; created at start (passwords hashed) if missing.
+    users: tuple = ()
+    #: RabbitMQ heartbeat (seconds, 0 = off), frame_max and channel_max offered in connection.tune.
+    heartbeat: int = 60
+    frame_max: int = 131072
+    channel_max: int = 2047
+    #: RabbitMQ vm_memory_high_watermark (absolute bytes of broker RSS here; 0 = off) and
+    #: disk_free_limit.absolute (bytes free on the data dir's filesystem): publishers are blocked
+    #: (connection.blocked) while either alarm is on.
+    memory_high_watermark_bytes: int = 0
+    disk_free_limit_bytes: int = 50_000_000
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("./omnibus-data")
     host: str = "127.0.0.1"
@@ -104,12 +150,15 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     nats: NatsSettings = field(default_factory=NatsSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    amqp: AmqpSettings = field(default_factory=AmqpSettings)
 
     def port(self, protocol: str) -> int:
         return getattr(self, f"{protocol}_port")
 
 
-_SECTIONS = {"storage": StorageSettings, "limits": LimitSettings, "nats": NatsSettings}
+_SECTIONS = {"storage": StorageSettings, "limits": LimitSettings, "nats": NatsSettings, "kafka": KafkaSettings,
+             "amqp": AmqpSettings}
 
 
 def _fields(cls) -> dict[str, dataclasses.Field]:

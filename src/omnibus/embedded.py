@@ -37,7 +37,9 @@ def _settings(data_dir: str | Path | None, tmp: list[str], config: str | None, o
         data_dir = tempfile.mkdtemp(prefix="omnibus-")
         tmp.append(data_dir)
     values: dict[str, Any] = {"data_dir": str(data_dir), "kafka_port": 0, "amqp_port": 0, "nats_port": 0,
-                              "http_port": 0}
+                              "http_port": 0,
+                              # Embedded brokers (and the pytest fixture) start consumer groups at once; Kafka waits 3 s.
+                              "kafka.group_initial_rebalance_delay_ms": 0}
     values.update(overrides)
     return load_settings(config, environ={}, overrides=values)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
@@ -63,6 +63,20 @@ VERSIONS: dict[int, tuple[int, int]] = {
     M.CREATE_TOPICS: (0, 7),
     M.INIT_PRODUCER_ID: (0, 4),
 }
+#: API key -> handler(session, request) for the APIs that feature modules add (groups, admin, transactions,
+#: SASL). A handler answers through ``session.respond`` (or takes a slot itself and completes it later).
+HANDLERS: dict[int, Callable[["KafkaSession", Request], None]] = {}
+
+
+def handler(api_key: int, versions: tuple[int, int]) -> Callable:
+    """Register ``fn(session, request)`` for ``api_key`` and advertise ``versions`` in ApiVersions."""
+    def register(fn: Callable[["KafkaSession", Request], None]) -> Callable:
+        HANDLERS[api_key] = fn
+        VERSIONS[api_key] = versions
+        return fn
+    return register
+
+
 PRODUCER_ID_KEY = "next_producer_id"
 EARLIEST, LATEST = -2, -1  # ListOffsets special timestamps
 
@@ -169,7 +183,7 @@ class _PendingFetch:
         session = self.session
         if not session.closed:
             body, _ = session._fetch_body(self.request.body)
-            session._complete(self.slot, session.kafka.encode_response_parts(self.request, body))
+            session.complete(self.slot, session.kafka.encode_response_parts(self.request, body))
 
 
 class KafkaSession:
@@ -199,35 +213,42 @@ class KafkaSession:
         key = req.api_key
         if key == M.API_VERSIONS:
             if req.error_code:
-                self._respond(req, None, raw=self.kafka.encode_unsupported_version(req))
+                self.respond(req, None, raw=self.kafka.encode_unsupported_version(req))
             else:
-                self._respond(req, self._api_versions())
+                self.respond(req, self._api_versions())
         elif key == M.METADATA:
-            self._respond(req, self._metadata(req.body, req.api_version))
+            self.respond(req, self._metadata(req.body, req.api_version))
         elif key == M.PRODUCE:
             self._produce(req)
         elif key == M.FETCH:
             self._fetch(req)
         elif key == M.LIST_OFFSETS:
-            self._respond(req, self._list_offsets(req.body))
+            self.respond(req, self._list_offsets(req.body))
         elif key == M.CREATE_TOPICS:
-            self._respond(req, self._create_topics(req.body))
+            self.respond(req, self._create_topics(req.body))
         elif key == M.INIT_PRODUCER_ID:
-            self._respond(req, self._init_producer_id(req.body))
-        else:  # the codec only lets advertised APIs through
-            self._close_after_pending()
+            self.respond(req, self._init_producer_id(req.body))
+        else:
+            fn = HANDLERS.get(key)
+            if fn is None:  # the codec only lets advertised APIs through
+                self._close_after_pending()
+            else:
+                fn(self, req)
 
     # -- ordered responses -----------------------------------------------------------------------------
-    def _slot(self) -> _Slot:
+    def slot(self) -> _Slot:
+        """A place in the response order, for an answer given later with :meth:`complete`."""
         slot = _Slot()
         self._pending.append(slot)
         return slot
 
-    def _respond(self, req: Request, body: Any, raw: bytes | None = None) -> None:
-        slot = self._slot()
-        self._complete(slot, [raw] if raw is not None else self.kafka.encode_response_parts(req, body))
+    def respond(self, req: Request, body: Any, raw: bytes | None = None) -> None:
+        """Answer ``req`` with the response ``body`` (in request order)."""
+        slot = self.slot()
+        self.complete(slot, [raw] if raw is not None else self.kafka.encode_response_parts(req, body))
 
-    def _complete(self, slot: _Slot, parts: list | None) -> None:
+    def complete(self, slot: _Slot, parts: list | None) -> None:
+        """Fill ``slot`` with encoded response parts and write every completed slot at the head."""
         slot.parts = parts
         slot.done = True
         pending = self._pending
@@ -325,17 +346,17 @@ class KafkaSession:
             responses.append(R.TopicProduceResponse(name=td.name, partition_responses=parts))
         if acks == 0:
             return  # Kafka sends no response for acks=0
-        slot = self._slot()
+        slot = self.slot()
         response = R(responses=responses, throttle_time_ms=0)
         if not waits:
-            self._complete(slot, self.kafka.encode_response_parts(req, response))
+            self.complete(slot, self.kafka.encode_response_parts(req, response))
             return
         remaining = [len(waits)]
 
         def durable() -> None:
             remaining[0] -= 1
             if remaining[0] == 0 and not self.closed:
-                self._complete(slot, self.kafka.encode_response_parts(req, response))
+                self.complete(slot, self.kafka.encode_response_parts(req, response))
 
         for log, offset in waits:
             log.when_durable(offset, durable)
@@ -417,10 +438,10 @@ class KafkaSession:
         body = req.body
         response, total = self._fetch_body(body)
         if total >= body.min_bytes or body.max_wait_ms <= 0:
-            self._respond(req, response)
+            self.respond(req, response)
             return
         # Long-poll: answer on the first append to a fetched partition, or at max_wait_ms.
-        slot = self._slot()
+        slot = self.slot()
         fetch = _PendingFetch(self, req, slot)
         for ft in body.topics:
             for fp in ft.partitions:
@@ -491,3 +512,7 @@ class KafkaSession:
 
     def shutdown(self) -> None:
         self._close_after_pending()
+
+
+# Feature modules register their APIs with ``handler`` on import (imported last: they import this module).
+from omnibus.server import kafka_admin, kafka_groups, kafka_txn  # noqa: E402,F401

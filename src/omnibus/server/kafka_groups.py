@@ -1,0 +1,3 @@
+"""Kafka groups APIs (registered with :func:`omnibus.server.kafka_session.handler`)."""
+
+from __future__ import annotations
