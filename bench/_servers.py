@@ -91,7 +91,7 @@ def nats_server_conf(*, max_payload: int | None = None, max_pending: int | None 
                      ping_interval_s: float | None = None, max_pings_out: int | None = None,
                      user: str | None = None, password: str | None = None, token: str | None = None,
                      users: list[dict[str, Any]] | None = None, max_control_line: int | None = None,
-                     write_deadline_s: float | None = None) -> str:
+                     write_deadline_s: float | None = None, jetstream_dir: str | None = None) -> str:
     """A nats-server config file's text (its format accepts JSON values, so nested blocks are dumped)."""
     lines = []
     if max_payload is not None:
@@ -106,6 +106,8 @@ def nats_server_conf(*, max_payload: int | None = None, max_pending: int | None 
         lines.append(f'ping_interval: "{int(ping_interval_s * 1000)}ms"')
     if max_pings_out is not None:
         lines.append(f"ping_max: {int(max_pings_out)}")
+    if jetstream_dir is not None:  # JetStream with file storage in this directory
+        lines.append(f"jetstream: {json.dumps({'store_dir': jetstream_dir})}")
     auth: dict[str, Any] = {}
     if user:
         auth["user"] = user
@@ -141,8 +143,10 @@ class NatsServer:
         if self.binary is None:
             raise FileNotFoundError("nats-server is not installed (apt-get install nats-server)")
         self.port = port or free_port()
-        self.conf_text = nats_server_conf(**conf)
         self._dir = tempfile.mkdtemp(prefix="nats-server-")
+        if conf.pop("jetstream", False):  # JetStream, file storage inside this server's temp dir
+            conf["jetstream_dir"] = str(Path(self._dir) / "jetstream")
+        self.conf_text = nats_server_conf(**conf)
         self.conf_path = Path(self._dir) / "nats.conf"
         self.conf_path.write_text(self.conf_text)
         self.log_path = Path(self._dir) / "nats.log"

@@ -86,6 +86,8 @@ class JetStreamAPI:
         #: The registry's live name -> Stream dict (read-only here): an empty one lets every core NATS
         #: publish skip the stream lookup with one truth test.
         self.streams = self.js._streams
+        #: stream -> (publishes, reply subjects) waiting for this loop turn's batch (``_flush_staged``).
+        self._staged: dict[Any, tuple[list, list]] = {}
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
 
     # -- entry points from the NATS session ------------------------------------------------------------
@@ -95,15 +97,18 @@ class JetStreamAPI:
     def publish(self, session: "NatsSession", subject: str, reply: str | None, headers: bytes | None,
                 payload: bytes) -> bool:
         """Handle a PUB; True if it was a JetStream API/ack message (not to be routed further)."""
-        if subject.startswith(API_PREFIX):
-            self._api(subject[len(API_PREFIX):], reply, payload)
-            return True
-        if subject.startswith(ACK_PREFIX):
-            self._ack(subject, reply, payload)
-            return True
+        if subject[0] == "$":
+            if self._staged:  # API requests and acks see every publish that came before them
+                self._flush_staged()
+            if subject.startswith(API_PREFIX):
+                self._api(subject[len(API_PREFIX):], reply, payload)
+                return True
+            if subject.startswith(ACK_PREFIX):
+                self._ack(subject, reply, payload)
+                return True
         stream = self.js.stream_for_subject(subject)
         if stream is not None:
-            self._store(stream, subject, reply, headers, payload)
+            self._stage(stream, subject, reply, headers, payload)
         return False
 
     # -- replies ---------------------------------------------------------------------------------------
@@ -116,23 +121,56 @@ class JetStreamAPI:
             sub.session._deliver(sub, enc.status_hmsg(inbox, sub.sid_b, code, description), 0)
 
     # -- stream publishes ------------------------------------------------------------------------------
-    def _store(self, stream: Any, subject: str, reply: str | None, headers: bytes | None,
+    def _stage(self, stream: Any, subject: str, reply: str | None, headers: bytes | None,
                payload: bytes) -> None:
-        try:
-            ack = stream.append(subject, payload, headers)
-        except st.JetStreamError as e:
-            self._reply(reply, _error(e))
+        """Queue a stream publish; the publishes of one loop turn are stored as one batch per stream
+        (one write, one durability wait) by :meth:`_flush_staged`, in arrival order."""
+        staged = self._staged
+        if not staged:
+            asyncio.get_running_loop().call_soon(self._flush_staged)
+        entry = staged.get(stream)
+        if entry is None:
+            entry = staged[stream] = ([], [])
+        entry[0].append(st.Publish(subject, payload, headers))
+        entry[1].append(reply)
+
+    def _flush_staged(self) -> None:
+        staged = self._staged
+        if not staged:
             return
-        self._serve(stream)
-        if not reply:
-            return
-        body = {"stream": stream.name, "seq": ack.seq}
-        if ack.duplicate:
-            body["duplicate"] = True
-        if ack.offset < 0:
-            self._reply(reply, body)
-        else:
-            stream.log.when_durable(ack.offset, lambda: self._reply(reply, body))
+        self._staged = {}
+        for stream, (publishes, replies) in staged.items():
+            try:
+                results = stream.append_many(publishes)
+            except st.JetStreamError as e:  # the stream failed (log error) or closed
+                for reply in replies:
+                    self._reply(reply, _error(e))
+                continue
+            self._serve(stream)
+            durable_at = -1
+            later: list[tuple[str, dict[str, Any]]] = []
+            for reply, ack in zip(replies, results):
+                if not reply:
+                    continue
+                if isinstance(ack, st.JetStreamError):
+                    body = _error(ack)
+                else:
+                    body = {"stream": stream.name, "seq": ack.seq}
+                    if ack.duplicate:
+                        body["duplicate"] = True
+                    if ack.offset >= 0:
+                        durable_at = ack.offset
+                if durable_at < 0:  # nothing of this call before it waits for the disk
+                    self._reply(reply, body)
+                else:  # PubAcks keep publish order: after a stored message, the rest wait too
+                    later.append((reply, body))
+            if later:
+                stream.log.when_durable(durable_at, lambda later=later: self._reply_all(later))
+
+    def _reply_all(self, replies: list[tuple[str, dict[str, Any]]]) -> None:
+        publish = self.router.publish_external
+        for reply, body in replies:
+            publish(reply, orjson.dumps(body))
 
     # -- the JSON API ----------------------------------------------------------------------------------
     def _api(self, op: str, reply: str | None, payload: bytes) -> None:
