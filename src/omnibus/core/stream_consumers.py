@@ -816,7 +816,7 @@ class PullRequest:
     reply subject). ``remaining``/``bytes_left`` count down as messages go to it."""
 
     __slots__ = ("token", "batch", "max_bytes", "expires_ms", "no_wait", "heartbeat_ms", "received_ms",
-                 "remaining", "bytes_left", "delivered")
+                 "remaining", "bytes_left", "delivered", "last_hb_ms")
 
     def __init__(self, token: Any, batch: int, max_bytes: int, expires_ms: int, no_wait: bool,
                  heartbeat_ms: int, received_ms: int) -> None:
@@ -830,6 +830,7 @@ class PullRequest:
         self.remaining = batch
         self.bytes_left = max_bytes
         self.delivered = 0
+        self.last_hb_ms = received_ms  # when the session last sent this request something
 
     def __repr__(self) -> str:
         return (f"PullRequest({self.token!r}, remaining={self.remaining}, bytes_left={self.bytes_left}, "
@@ -1433,6 +1434,12 @@ class Consumer:
 
     def pending_seqs(self) -> list[int]:
         return list(self._pending)
+
+    @property
+    def last_delivered(self) -> tuple[int, int]:
+        """(consumer seq, stream seq) of the last delivery, as an idle heartbeat's Nats-Last-Consumer /
+        Nats-Last-Stream carry them (consumer.go sendIdleHeartbeat: ``o.dseq-1``, ``o.sseq-1``)."""
+        return self._dseq - 1, self._next - 1
 
     def touch(self) -> None:
         """Mark activity (push: the session saw interest on deliver_subject)."""

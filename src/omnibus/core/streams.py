@@ -604,10 +604,15 @@ class StreamConfig:
                 raise StreamConfigInvalid("discard new per subject requires max msgs per subject > 0")
         if c.first_seq < 0:
             raise StreamConfigInvalid("first sequence can not be negative")
+        if c.allow_msg_ttl:
+            # A 2.11 field that nats-server 2.10 (whose version we announce) does not know: its JSON decoder
+            # drops it, so the stream is created without per-message TTLs. nats-py >= 2.10 sets it on every
+            # key-value bucket it creates.
+            kw["allow_msg_ttl"] = False
         unsupported = [
             ("mirror", c.mirror is not None), ("sources", bool(c.sources)),
             ("subject_transform", c.subject_transform is not None), ("republish", c.republish is not None),
-            ("allow_msg_ttl", c.allow_msg_ttl), ("subject_delete_marker_ttl", c.subject_delete_marker_ttl != 0),
+            ("subject_delete_marker_ttl", c.subject_delete_marker_ttl != 0),
             ("allow_msg_counter", c.allow_msg_counter), ("allow_atomic", c.allow_atomic),
             ("allow_msg_schedules", c.allow_msg_schedules), ("allow_batched", c.allow_batched),
             ("persist_mode", c.persist_mode not in ("", "default")),

@@ -30,6 +30,8 @@ from omnibus.core import stream_consumers as sc
 from omnibus.core import streams as st
 from omnibus.core.clock import SystemClock
 from omnibus.core.stream_registry import JetStream
+from omnibus.server.jetstream_direct import DIRECT_GET_PREFIX, direct_get
+from omnibus.server.jetstream_push import FC_PREFIX, PushDelivery
 from omnibus.wire.nats import encoder as enc
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +90,11 @@ class JetStreamAPI:
         self.streams = self.js._streams
         #: stream -> (publishes, reply subjects) waiting for this loop turn's batch (``_flush_staged``).
         self._staged: dict[Any, tuple[list, list]] = {}
+        #: Push consumers (deliver_subject): interest, flow control, heartbeats (jetstream_push.py).
+        self.push = PushDelivery(self)
+        for stream in self.js.streams():
+            for consumer in list(stream.consumers.values()):
+                self.push.track(consumer)
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
 
     # -- entry points from the NATS session ------------------------------------------------------------
@@ -101,10 +108,16 @@ class JetStreamAPI:
             if self._staged:  # API requests and acks see every publish that came before them
                 self._flush_staged()
             if subject.startswith(API_PREFIX):
-                self._api(subject[len(API_PREFIX):], reply, payload)
+                if subject.startswith(DIRECT_GET_PREFIX):
+                    direct_get(self, session, subject, reply, payload)
+                else:
+                    self._api(subject[len(API_PREFIX):], reply, payload)
                 return True
             if subject.startswith(ACK_PREFIX):
                 self._ack(subject, reply, payload)
+                return True
+            if subject.startswith(FC_PREFIX):
+                self.push.flow_control_reply(subject)
                 return True
         stream = self.js.stream_for_subject(subject)
         if stream is not None:
@@ -211,6 +224,7 @@ class JetStreamAPI:
                 return self._stream_info(js.stream(name), "stream_info_response")
             if kind == "DELETE":
                 js.delete_stream(name)
+                self.push.forget_gone()
                 return {"type": "io.nats.jetstream.api.v1.stream_delete_response", "success": True}
             if kind == "PURGE":
                 purged = js.stream(name).purge(req.get("filter"), req.get("keep"), req.get("seq"))
@@ -226,8 +240,12 @@ class JetStreamAPI:
                         "offset": 0, "limit": LIST_LIMIT, "streams": infos, "missing": []}
             if kind == "MSG" and len(tokens) >= 4 and tokens[2] == "GET":
                 stream = js.stream(".".join(tokens[3:]))
-                msg = (stream.get_last_for_subject(req["last_by_subj"]) if "last_by_subj" in req
-                       else stream.get(int(req["seq"])))
+                if req.get("last_by_subj"):
+                    msg = stream.get_last_for_subject(req["last_by_subj"])
+                elif req.get("next_by_subj"):
+                    msg = stream.get_next(max(int(req.get("seq") or 0), 1), req["next_by_subj"])
+                else:
+                    msg = stream.get(int(req["seq"]))
                 out = {"subject": msg.subject, "seq": msg.seq, "data": _b64(msg.payload), "time": _iso(msg.timestamp)}
                 block = msg.header_block()
                 if block:
@@ -242,11 +260,14 @@ class JetStreamAPI:
                     stream_name, name = tokens[2], tokens[3] if len(tokens) > 3 else None
                 cfg = sc.ConsumerConfig.from_dict(req.get("config", {}))
                 consumer, _created = js.add_consumer(stream_name, cfg, action=req.get("action", ""), name=name)
+                # Push delivery starts after this reply has gone out.
+                asyncio.get_running_loop().call_soon(self.push.track, consumer)
                 return self._consumer_info(consumer, "consumer_create_response")
             if kind == "INFO":
                 return self._consumer_info(js.consumer(tokens[2], tokens[3]), "consumer_info_response")
             if kind == "DELETE":
                 js.delete_consumer(tokens[2], tokens[3])
+                self.push.forget_gone()
                 return {"type": "io.nats.jetstream.api.v1.consumer_delete_response", "success": True}
             if kind == "NAMES":
                 names = sorted(js.consumer_names(tokens[2]))
@@ -279,6 +300,8 @@ class JetStreamAPI:
                "ack_floor": {"consumer_seq": i.ack_floor.consumer_seq, "stream_seq": i.ack_floor.stream_seq},
                "num_ack_pending": i.num_ack_pending, "num_redelivered": i.num_redelivered,
                "num_waiting": i.num_waiting, "num_pending": i.num_pending, "ts": _iso(SystemClock().now_ms())}
+        if i.push_bound:
+            out["push_bound"] = True  # omitempty in nats-server
         if kind is not None:
             out["type"] = f"io.nats.jetstream.api.v1.{kind}"
         return out
@@ -292,7 +315,8 @@ class JetStreamAPI:
         expires_ms = int(req.get("expires", 0)) // 1_000_000
         try:
             consumer.pull(int(req.get("batch", 1)), expires_ms=expires_ms, no_wait=bool(req.get("no_wait")),
-                          max_bytes=int(req.get("max_bytes", 0)), token=reply)
+                          max_bytes=int(req.get("max_bytes", 0)), token=reply,
+                          heartbeat_ms=int(req.get("idle_heartbeat", 0) or 0) // 1_000_000)
         except sc.PullRequestRefused as e:
             self._status(reply, e.status, str(e))
             return
@@ -303,9 +327,14 @@ class JetStreamAPI:
             self._serve_consumer(consumer)
 
     def _serve_consumer(self, consumer: Any) -> None:
+        if consumer.config.deliver_subject:
+            self.push.serve(consumer)
+            return
         stream_name, name = consumer.stream.name, consumer.name
         for outcome in consumer.serve_pulls():
             inbox = outcome.request.token
+            if outcome.messages:
+                outcome.request.last_hb_ms = consumer.clock.now_ms()
             subs = self.router.trie.match(inbox).values()
             for m in outcome.messages:
                 ack = (f"{ACK_PREFIX}{stream_name}.{name}.{m.delivery_count}.{m.stream_seq}.{m.consumer_seq}."
@@ -362,12 +391,29 @@ class JetStreamAPI:
                 for outcome in consumer.expire_pulls(now):
                     self._status(outcome.request.token, 408, "Request Timeout")
                 self._serve_consumer(consumer)
+                if consumer.num_waiting:
+                    self._pull_heartbeats(consumer, now)
+        if self.js.expire_inactive_consumers(now):  # inactive_threshold (ephemerals: 5 s by default)
+            self.push.forget_gone()
+        self.push.check_interest()
         self.js.flush()
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def _pull_heartbeats(self, consumer: Any, now: int) -> None:
+        """Idle heartbeats to waiting pull requests that asked for them (consumer.go processWaiting)."""
+        for req in consumer.waiting_requests():
+            if req.heartbeat_ms and now - req.last_hb_ms >= req.heartbeat_ms:
+                req.last_hb_ms = now
+                dseq, sseq = consumer.last_delivered
+                for sub in self.router.trie.match(req.token).values():
+                    sub.session._deliver(sub, enc.status_hmsg(
+                        req.token, sub.sid_b, 100, "Idle Heartbeat",
+                        (("Nats-Last-Consumer", str(dseq)), ("Nats-Last-Stream", str(sseq)))), 0)
 
     def close(self) -> None:
         """Stop the sweeps and flush consumer state. Loop thread; blocks (fsync) at broker stop."""
         self._sweeper.cancel()
+        self.push.close()
         self.js.close()
 
 

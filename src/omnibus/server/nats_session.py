@@ -475,6 +475,9 @@ class NatsSession:
         self.subs[sid] = sub
         self.router.trie.insert(subject, sub, queue)
         self._ok()
+        push = self.router.jetstream.push
+        if push.states:  # JetStream push consumers waiting for interest on this subject start now
+            push.on_subscribe(subject)
 
     def _unsubscribe(self, sid: str, max_msgs: int | None) -> None:
         sub = self.subs.get(sid)
