@@ -25,8 +25,38 @@ Rules
     * Delivery counts are per offset and per process (not persisted); the first delivery has count 1.
     * ``reject(requeue=False)`` settles the message and returns it, so a dead-letter exchange can route
       it; the queue does not know exchanges.
-    * Queue arguments (TTL, max-length, DLX) are stored, not yet enforced here.
-    * Time comes from the injected clock (record timestamps).
+    * Time comes from the injected clock (record timestamps, ``now_ms`` for expiry, ``monotonic`` for
+      ``x-expires`` idleness).
+
+Features (RabbitMQ 3.x classic-queue semantics; arguments arrive validated by the session)
+    A queue without feature arguments takes the plain paths above; the features cost it one attribute
+    test per ``deliver_next`` (``self._featured or msg.headers is not None``) and one per ``publish``
+    call, nothing per ack. Per-message facts the core needs travel as reserved record headers that the
+    publishing session adds only to messages that carry them: ``HDR_EXPIRES`` (absolute expiry, ms since
+    the epoch, from AMQP ``expiration``) and ``HDR_PRIORITY`` (AMQP ``priority``). So they survive a
+    restart with the log, and the core never parses a protocol's properties.
+
+    * TTL (``x-message-ttl`` and per-message expiry): a message expires at ``timestamp + ttl`` (the record
+      timestamp is the enqueue time) or at its own expiry, the earlier. As RabbitMQ, only the head
+      expires: ``deliver_next`` skips expired heads, ``expire_head`` drops them (a timer of the session's
+      calls it at ``next_expiry``), and an expired message is never delivered. Expired means
+      ``now >= expiry`` everywhere except in ``deliver_next`` (``now > expiry``): a message handed to a
+      waiting consumer in the millisecond it arrives is delivered even with TTL 0, as RabbitMQ delivers
+      to a waiting consumer before enqueueing.
+    * Length limits (``x-max-length``, ``x-max-length-bytes``; ready messages only, as RabbitMQ counts):
+      ``drop-head`` (default) publishes and then ``enforce_limits`` drops from the head (reason
+      ``maxlen``); ``reject-publish(-dlx)``: ``publish_admitted`` refuses a message that would overflow
+      (the -dlx variant dead-letters it, reason ``maxlen``). Byte limits keep the body size of each ready
+      message in ``_sizes`` (offset -> size) and a running ``_ready_bytes``.
+    * Dead-lettering: the queue does not know exchanges. A message that dies (``rejected``, ``expired``,
+      ``maxlen``) on a queue with ``x-dead-letter-exchange`` is appended to ``dead_letters`` as
+      ``(message, reason)`` (body copied) and ``on_dead(queue)`` is called; the session routes it.
+    * Priorities (``x-max-priority``): ``PriorityQueue`` keeps one ready set (runs + requeue heap) per
+      priority level over the one log, and delivers from the highest non-empty level; a message's
+      priority is capped at the maximum, no priority is 0. One log keeps one durability/ack/collection
+      path; the price is that a segment is collected only once every level has settled it.
+    * ``x-expires``: ``last_used`` (monotonic seconds) is reset by ``touch``; the session deletes an
+      unused queue whose ``expires`` period passed.
 
 Concurrency: event-loop thread only (same thread as the log). ``close`` blocks (fsync).
 Hot paths: ``publish``, ``deliver_next``, ``ack``. No dedicated queue benchmark yet (the codec and
@@ -38,7 +68,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from omnibus.core.clock import Clock
@@ -47,7 +77,36 @@ from omnibus.storage.acks import QueueAcks
 from omnibus.storage.log import Log
 from omnibus.storage.records import BatchHeader
 
-__all__ = ["Delivery", "Queue", "READER_RESTART_GAP"]
+__all__ = ["Delivery", "Queue", "PriorityQueue", "open_queue_class", "READER_RESTART_GAP", "HDR_EXPIRES",
+           "HDR_PRIORITY", "DROP_HEAD", "REJECT_PUBLISH", "REJECT_PUBLISH_DLX"]
+
+#: Reserved record headers (see the module docstring). Short: written once per message that has them.
+HDR_EXPIRES = "omnibus.e"
+HDR_PRIORITY = "omnibus.pr"
+#: x-overflow behaviours (RabbitMQ maxlength.html).
+DROP_HEAD = "drop-head"
+REJECT_PUBLISH = "reject-publish"
+REJECT_PUBLISH_DLX = "reject-publish-dlx"
+#: Dead-letter reasons as RabbitMQ names them in x-death.
+REJECTED, EXPIRED, MAXLEN = "rejected", "expired", "maxlen"
+
+
+def _int_arg(arguments: Mapping[str, Any], key: str) -> int | None:
+    v = arguments.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _str_arg(arguments: Mapping[str, Any], key: str) -> str | None:
+    v = arguments.get(key)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return v if isinstance(v, str) else None
+
+
+def open_queue_class(arguments: Mapping[str, Any] | None) -> "type[Queue]":
+    """The class for a queue with these arguments: ``PriorityQueue`` for ``x-max-priority`` >= 1."""
+    mp = _int_arg(arguments or {}, "x-max-priority")
+    return PriorityQueue if mp is not None and mp >= 1 else Queue
 
 # When the next offset to read is this far past the open batch iterator, start a new iterator at it
 # (an index lookup) instead of reading through the batches in between. Sparse ready sets appear after
@@ -98,6 +157,31 @@ class Queue:
         self.exclusive = exclusive
         self.auto_delete = auto_delete
         self.arguments: dict[str, Any] = dict(arguments or {})
+        a = self.arguments
+        #: feature settings (None: not set)
+        self.message_ttl = _int_arg(a, "x-message-ttl")
+        self.expires = _int_arg(a, "x-expires")
+        self.max_length = _int_arg(a, "x-max-length")
+        self.max_length_bytes = _int_arg(a, "x-max-length-bytes")
+        overflow = _str_arg(a, "x-overflow")
+        self.overflow = overflow if overflow in (REJECT_PUBLISH, REJECT_PUBLISH_DLX) else DROP_HEAD
+        self.dead_letter_exchange = _str_arg(a, "x-dead-letter-exchange")
+        self.dead_letter_routing_key = _str_arg(a, "x-dead-letter-routing-key")
+        self.single_active_consumer = a.get("x-single-active-consumer") is True
+        self.limited = self.max_length is not None or self.max_length_bytes is not None
+        #: publish_admitted may refuse messages (reject-publish / reject-publish-dlx)
+        self.rejects = self.limited and self.overflow != DROP_HEAD
+        #: messages may expire (queue TTL, or a publisher sent one with an expiry: ``mark_timed``)
+        self.timed = self.message_ttl is not None
+        self._sizes: dict[int, int] | None = {} if self.max_length_bytes is not None else None
+        self._ready_bytes = 0
+        self._featured = self.timed or self._sizes is not None
+        #: (message, reason) that died here, for the dead-letter exchange; see ``on_dead``
+        self.dead_letters: list[tuple[Message, str]] = []
+        #: called with this queue when ``dead_letters`` gets its first entry (set by the host)
+        self.on_dead: Callable[["Queue"], None] | None = None
+        #: monotonic seconds of the last use (x-expires)
+        self.last_used = clock.monotonic()
         self._ready: deque[list[int]] = deque()  # [start, end) runs, ascending, disjoint
         self._ready_count = 0
         self._requeued: list[int] = []  # min-heap
@@ -122,6 +206,27 @@ class Queue:
                 ready.append([off, off + 1])
             count += 1
         self._ready_count = count
+        if self._sizes is not None:
+            for start, end in ready:
+                for off in range(start, end):
+                    self._add_size(off, self._read(off))
+        if count and not self.timed:
+            # recovered messages may carry their own expiry (HDR_EXPIRES); check them at the head
+            self.mark_timed()
+
+    def _add_size(self, offset: int, msg: Message) -> None:
+        size = len(msg.body)
+        self._sizes[offset] = size  # type: ignore[index]
+        self._ready_bytes += size
+
+    def mark_timed(self) -> None:
+        """Messages of this queue may expire (a publisher sent one with ``HDR_EXPIRES``)."""
+        self.timed = True
+        self._featured = True
+
+    def touch(self) -> None:
+        """The queue was used (declared, consumed from, basic.get): restart its x-expires period."""
+        self.last_used = self.clock.monotonic()
 
     # -- counts --------------------------------------------------------------------------------
 
@@ -129,6 +234,11 @@ class Queue:
     def message_count(self) -> int:
         """Ready messages (what AMQP queue.declare-ok reports)."""
         return self._ready_count + len(self._requeued)
+
+    @property
+    def ready_bytes(self) -> int:
+        """Body bytes of the ready messages (tracked only with ``x-max-length-bytes``)."""
+        return self._ready_bytes
 
     @property
     def unacked_count(self) -> int:
@@ -151,17 +261,67 @@ class Queue:
 
     def publish(self, messages: Sequence[Message]) -> range:
         """Append ``messages`` as one batch (split only if it exceeds the log's max batch size) and
-        make them ready. Returns their offsets. Hot path."""
+        make them ready. Returns their offsets. Hot path. Length limits are not applied here: call
+        ``enforce_limits`` (drop-head) after handing what you can to consumers, or use
+        ``publish_admitted`` for reject-publish queues."""
         if not messages:
             return range(0)
         first, end = self._append(messages)
+        if self._sizes is not None:
+            for off, msg in zip(range(first, end), messages):
+                self._add_size(off, msg)
+        self._make_ready(first, end, messages)
+        return range(first, end)
+
+    def _make_ready(self, first: int, end: int, messages: Sequence[Message]) -> None:
         ready = self._ready
         if ready and ready[-1][1] == first:
             ready[-1][1] = end
         else:
             ready.append([first, end])
         self._ready_count += end - first
-        return range(first, end)
+
+    def publish_admitted(self, messages: Sequence[Message]) -> tuple[range, list[int]]:
+        """publish, refusing what would overflow a reject-publish queue (RabbitMQ will_overflow: the
+        queue length + 1 over max-length, or its bytes + the body over max-length-bytes). Returns (offsets
+        of the accepted, indexes in ``messages`` of the refused). reject-publish-dlx dead-letters the
+        refused (reason maxlen)."""
+        if not self.rejects:
+            return self.publish(messages), []
+        n, size = self.message_count, self._ready_bytes
+        ml, mb = self.max_length, self.max_length_bytes
+        accepted: list[Message] = []
+        refused: list[int] = []
+        for i, msg in enumerate(messages):
+            b = len(msg.body)
+            if (ml is not None and n + 1 > ml) or (mb is not None and size + b > mb):
+                refused.append(i)
+                if self.overflow == REJECT_PUBLISH_DLX:
+                    self._dead(msg, MAXLEN)
+            else:
+                accepted.append(msg)
+                n += 1
+                size += b
+        return self.publish(accepted), refused
+
+    def _over_limit(self) -> bool:
+        return ((self.max_length is not None and self.message_count > self.max_length)
+                or (self.max_length_bytes is not None and self._ready_bytes > self.max_length_bytes))
+
+    def enforce_limits(self) -> int:
+        """drop-head: drop (and dead-letter, reason maxlen) from the head while the ready messages are
+        over x-max-length / x-max-length-bytes. Returns how many were dropped."""
+        n = 0
+        if not self.limited or self.rejects:
+            return 0
+        while self._over_limit():
+            taken = self._take()
+            if taken is None:  # pragma: no cover (over the limit means something is ready)
+                break
+            offset = taken[0]
+            self._settle_dead(offset, self._read(offset), MAXLEN)
+            n += 1
+        return n
 
     def _append(self, messages: Sequence[Message]) -> tuple[int, int]:
         batch = messages_to_batch(messages, now_ms=self.clock.now_ms())
@@ -177,7 +337,61 @@ class Queue:
 
     def deliver_next(self) -> Delivery | None:
         """Take the first ready message (in offset order), mark it in flight, read it from the log.
-        None if nothing is ready. Hot path."""
+        Expired heads are dropped on the way (never delivered). None if nothing is ready. Hot path."""
+        requeued = self._requeued
+        ready = self._ready
+        while True:
+            if requeued and (not ready or requeued[0] < ready[0][0]):
+                offset = heapq.heappop(requeued)
+                count = self._counts.pop(offset, 0) + 1
+            elif ready:
+                run = ready[0]
+                offset = run[0]
+                if offset + 1 == run[1]:
+                    ready.popleft()
+                else:
+                    run[0] = offset + 1
+                self._ready_count -= 1
+                count = 1
+            else:
+                return None
+            msg = self._read(offset)
+            if self._featured or msg.headers is not None:
+                if self._taken_is_dead(offset, msg, count):
+                    continue
+            self._inflight[offset] = count
+            return Delivery(offset, msg, count, count > 1 or offset < self._recovered_end)
+
+    def _taken_is_dead(self, offset: int, msg: Message, count: int) -> bool:
+        """Feature checks for a message just taken from the ready set: byte accounting, and expiry
+        (then it is settled as dead and True returned)."""
+        if self._sizes is not None:
+            self._ready_bytes -= self._sizes.pop(offset, 0)
+        exp = self.expiry_of(msg)
+        if exp is not None and exp < self.clock.now_ms():
+            self._counts.pop(offset, None)
+            self.acks.ack(offset)
+            self._dead(msg, EXPIRED)
+            return True
+        return False
+
+    def expiry_of(self, msg: Message) -> int | None:
+        """When ``msg`` expires in this queue (ms since the epoch), or None."""
+        exp = msg.timestamp_ms + self.message_ttl if self.message_ttl is not None else None
+        headers = msg.headers
+        if headers is not None:
+            own = headers.get(HDR_EXPIRES)
+            if own is not None:
+                try:
+                    own_ms = int(own)
+                except (TypeError, ValueError):
+                    return exp
+                if exp is None or own_ms < exp:
+                    exp = own_ms
+        return exp
+
+    def _take(self) -> tuple[int, int] | None:
+        """Remove the next ready offset from the ready set: (offset, delivery count so far + 1)."""
         requeued = self._requeued
         ready = self._ready
         if requeued and (not ready or requeued[0] < ready[0][0]):
@@ -194,9 +408,64 @@ class Queue:
             count = 1
         else:
             return None
-        self._inflight[offset] = count
-        return Delivery(offset, self._read(offset), count,
-                        count > 1 or offset < self._recovered_end)
+        if self._sizes is not None:
+            self._ready_bytes -= self._sizes.pop(offset, 0)
+        return offset, count
+
+    def peek_offset(self) -> int | None:
+        """The offset ``deliver_next`` would take, without taking it."""
+        requeued = self._requeued
+        ready = self._ready
+        if requeued and (not ready or requeued[0] < ready[0][0]):
+            return requeued[0]
+        return ready[0][0] if ready else None
+
+    def next_expiry(self) -> int | None:
+        """When the head message expires (ms since the epoch), or None (no head, or it never expires).
+        Only the head expires (RabbitMQ ttl.html), so this is when ``expire_head`` has work."""
+        if not self.timed:
+            return None
+        offset = self.peek_offset()
+        return None if offset is None else self.expiry_of(self._read(offset))
+
+    def expire_head(self, now_ms: int | None = None) -> int:
+        """Drop expired messages at the head (``now >= expiry``), dead-lettering them (reason
+        expired). Returns how many."""
+        if not self.timed:
+            return 0
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        n = 0
+        while True:
+            offset = self.peek_offset()
+            if offset is None:
+                return n
+            msg = self._read(offset)
+            exp = self.expiry_of(msg)
+            if exp is None or exp > now:
+                return n
+            self._take()
+            self._settle_dead(offset, msg, EXPIRED)
+            n += 1
+
+    def _settle_dead(self, offset: int, msg: Message, reason: str) -> None:
+        """A message taken from the ready set dies: settle it and hand it to the dead-letter exchange."""
+        self._counts.pop(offset, None)
+        self.acks.ack(offset)
+        self._dead(msg, reason)
+
+    def _dead(self, msg: Message, reason: str) -> None:
+        if self.dead_letter_exchange is None:
+            return  # no DLX: the message is dropped
+        first = not self.dead_letters
+        self.dead_letters.append((Message(msg.routing_key, bytes(msg.body), msg.headers, bytes(msg.properties),
+                                          msg.timestamp_ms, msg.exchange), reason))
+        if first and self.on_dead is not None:
+            self.on_dead(self)
+
+    def take_dead_letters(self) -> list[tuple[Message, str]]:
+        """The messages that died here since the last call, with their reasons."""
+        out, self.dead_letters = self.dead_letters, []
+        return out
 
     def _read(self, offset: int) -> Message:
         if self._cache_base <= offset < self._cache_end:
@@ -236,18 +505,24 @@ class Queue:
 
     def reject(self, offset: int, requeue: bool) -> Delivery | None:
         """basic.reject / basic.nack of one delivered message. ``requeue``: back to its original
-        position, returns None. Otherwise settled as dead and returned (offset, message, count) for
-        a dead-letter exchange to route. Raises KeyError if ``offset`` is not in flight."""
+        position, returns None. Otherwise settled as dead (dead-lettered with reason rejected when the
+        queue has a DLX) and returned. Raises KeyError if ``offset`` is not in flight."""
         count = self._inflight.pop(offset, None)
         if count is None:
             raise KeyError(f"offset {offset} is not in flight on queue {self.name!r}")
         if requeue:
-            self._counts[offset] = count
-            heapq.heappush(self._requeued, offset)
+            self._give_back(offset, count)
             return None
         message = self._read(offset)
         self.acks.ack(offset)
+        self._dead(message, REJECTED)
         return Delivery(offset, message, count, True)
+
+    def _give_back(self, offset: int, count: int) -> None:
+        self._counts[offset] = count
+        heapq.heappush(self._requeued, offset)
+        if self._sizes is not None:
+            self._add_size(offset, self._read(offset))
 
     def requeue(self, offsets: Iterable[int]) -> int:
         """Give back in-flight messages (a consumer or channel went away: basic.recover, close).
@@ -256,8 +531,7 @@ class Queue:
         for offset in offsets:
             count = self._inflight.pop(offset, None)
             if count is not None:
-                self._counts[offset] = count
-                heapq.heappush(self._requeued, offset)
+                self._give_back(offset, count)
                 n += 1
         return n
 
@@ -274,6 +548,9 @@ class Queue:
         self._ready.clear()
         self._requeued.clear()
         self._ready_count = 0
+        if self._sizes is not None:
+            self._sizes.clear()
+            self._ready_bytes = 0
         return n
 
     # -- housekeeping --------------------------------------------------------------------------
@@ -298,5 +575,138 @@ class Queue:
         self.log.close()
 
     def __repr__(self) -> str:
-        return (f"Queue({self.name!r}, ready={self.message_count}, unacked={self.unacked_count}, "
-                f"log={self.log.path!r})")
+        return (f"{type(self).__name__}({self.name!r}, ready={self.message_count}, "
+                f"unacked={self.unacked_count}, log={self.log.path!r})")
+
+
+class PriorityQueue(Queue):
+    """A queue with ``x-max-priority``: one ready set per priority level over the one log.
+
+    Each level is ``[runs, requeue heap]`` as the plain queue's ready set; delivery takes from the highest
+    non-empty level (its smallest offset), so within a level order is publish order and a requeued
+    message goes back to its place in its level. ``_ready_count`` counts every level (``_requeued`` of
+    the base class stays empty). The priority of a message is its ``HDR_PRIORITY`` header, capped at
+    ``max_priority``; none is 0 (RabbitMQ priority.html). Recovery reads each unsettled message's header.
+    """
+
+    def __init__(self, name: str, log: Log, acks: QueueAcks, clock: Clock, **kw: Any) -> None:
+        mp = _int_arg(kw.get("arguments") or {}, "x-max-priority")
+        self.max_priority = max(0, min(255, mp or 0))
+        self._levels: list[tuple[deque[list[int]], list[int]]] = [
+            (deque(), []) for _ in range(self.max_priority + 1)]
+        super().__init__(name, log, acks, clock, **kw)
+
+    def _priority(self, msg: Message) -> int:
+        headers = msg.headers
+        if headers is None:
+            return 0
+        p = headers.get(HDR_PRIORITY)
+        if p is None:
+            return 0
+        try:
+            p = int(p)
+        except (TypeError, ValueError):
+            return 0
+        return min(max(p, 0), self.max_priority)
+
+    def _rebuild(self) -> None:
+        count = 0
+        for off in self.acks.unacked_offsets():
+            msg = self._read(off)
+            self._push_run(self._levels[self._priority(msg)][0], off)
+            if self._sizes is not None:
+                self._add_size(off, msg)
+            count += 1
+        self._ready_count = count
+        if count and not self.timed:
+            self.mark_timed()
+
+    @staticmethod
+    def _push_run(runs: deque[list[int]], off: int) -> None:
+        if runs and runs[-1][1] == off:
+            runs[-1][1] = off + 1
+        else:
+            runs.append([off, off + 1])
+
+    def _make_ready(self, first: int, end: int, messages: Sequence[Message]) -> None:
+        levels = self._levels
+        prio = self._priority
+        for off, msg in zip(range(first, end), messages):
+            self._push_run(levels[prio(msg)][0], off)
+        self._ready_count += end - first
+
+    def _level(self) -> tuple[deque[list[int]], list[int]] | None:
+        for level in reversed(self._levels):
+            if level[0] or level[1]:
+                return level
+        return None
+
+    def peek_offset(self) -> int | None:
+        level = self._level()
+        if level is None:
+            return None
+        runs, heap = level
+        if heap and (not runs or heap[0] < runs[0][0]):
+            return heap[0]
+        return runs[0][0]
+
+    def _take(self) -> tuple[int, int] | None:
+        level = self._level()
+        if level is None:
+            return None
+        runs, heap = level
+        if heap and (not runs or heap[0] < runs[0][0]):
+            offset = heapq.heappop(heap)
+            count = self._counts.pop(offset, 0) + 1
+        else:
+            run = runs[0]
+            offset = run[0]
+            if offset + 1 == run[1]:
+                runs.popleft()
+            else:
+                run[0] = offset + 1
+            count = 1
+        self._ready_count -= 1
+        if self._sizes is not None:
+            self._ready_bytes -= self._sizes.pop(offset, 0)
+        return offset, count
+
+    def deliver_next(self) -> Delivery | None:
+        while True:
+            taken = self._take()
+            if taken is None:
+                return None
+            offset, count = taken
+            msg = self._read(offset)
+            exp = self.expiry_of(msg) if (self.timed or msg.headers is not None) else None
+            if exp is not None and exp < self.clock.now_ms():
+                self._settle_dead(offset, msg, EXPIRED)
+                continue
+            self._inflight[offset] = count
+            return Delivery(offset, msg, count, count > 1 or offset < self._recovered_end)
+
+    def _give_back(self, offset: int, count: int) -> None:
+        self._counts[offset] = count
+        msg = self._read(offset)
+        heapq.heappush(self._levels[self._priority(msg)][1], offset)
+        self._ready_count += 1
+        if self._sizes is not None:
+            self._add_size(offset, msg)
+
+    def purge(self) -> int:
+        n = self._ready_count
+        ack = self.acks.ack
+        for runs, heap in self._levels:
+            for start, end in runs:
+                for offset in range(start, end):
+                    ack(offset)
+            for offset in heap:
+                ack(offset)
+                self._counts.pop(offset, None)
+            runs.clear()
+            heap.clear()
+        self._ready_count = 0
+        if self._sizes is not None:
+            self._sizes.clear()
+            self._ready_bytes = 0
+        return n

@@ -30,7 +30,7 @@ import orjson
 
 from omnibus.core.clock import Clock
 from omnibus.core.messages import Message
-from omnibus.core.queues import Queue
+from omnibus.core.queues import Queue, open_queue_class
 from omnibus.core.routing.exchanges import ExchangeRef, Exchanges
 from omnibus.storage.acks import QueueAcks
 from omnibus.storage.log import Log
@@ -95,6 +95,8 @@ class VirtualHost:
         self.meta = meta
         self.clock = clock
         self.queues: dict[str, Queue] = {}
+        #: set on every queue as ``Queue.on_dead`` (a session's dead-letter router); see core/queues.py
+        self.on_dead: Callable[[Queue], None] | None = None
         self.exchanges = Exchanges(queue_exists=self.queues.__contains__, on_auto_delete=self._exchange_gone)
         ns = f"vhost/{name}"
         self._ns_x, self._ns_q, self._ns_b = f"{ns}/exchanges", f"{ns}/queues", f"{ns}/bindings"
@@ -189,8 +191,9 @@ class VirtualHost:
     def _create_queue(self, name: str, *, durable: bool, exclusive: bool, auto_delete: bool,
                       arguments: Mapping[str, Any]) -> Queue:
         log = self._open_log(queue_log_name(self.name, name))
-        q = Queue(name, log, QueueAcks(log), self.clock, durable=durable, exclusive=exclusive,
-                  auto_delete=auto_delete, arguments=arguments)
+        q = open_queue_class(arguments)(name, log, QueueAcks(log), self.clock, durable=durable,
+                                        exclusive=exclusive, auto_delete=auto_delete, arguments=arguments)
+        q.on_dead = self.on_dead
         self.queues[name] = q
         return q
 
