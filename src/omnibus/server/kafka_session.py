@@ -19,8 +19,10 @@ Semantics follow Apache Kafka 3.x:
   ``min_bytes``/``max_wait_ms`` long-poll woken by appends to the fetched partitions.
 - Topics and their partition count live in the metadata store and come back at start.
 
-Not built yet (see the issue's closing note): consumer groups and offset commits, idempotent and
-transactional producers, DeleteTopics/CreatePartitions/configs, SASL, compaction.
+- Idempotent and transactional producers (KIP-98): Produce checks each batch's producer id, epoch and
+  sequence against the partition's producer state (kafka_txn / core.transactions: headers only, never the
+  records); Fetch reports the last stable offset, and read_committed fetches stop at it and carry the
+  aborted transactions of the fetched range.
 
 Rules: event-loop thread only; no await and no logging per request or record.
 """
@@ -33,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
-from omnibus.core.topics import Topic, TopicConfig, valid_topic_name
+from omnibus.core.topics import InvalidTopicConfig, Topic, TopicConfig, log_overrides, valid_topic_name, validate_topic_configs
 from omnibus.storage.files import FileRegion
 from omnibus.storage.log import RecordTooLargeError
-from omnibus.storage.records import HEADER_SIZE, StorageError, read_header
+from omnibus.storage.records import CONTROL_BIT, HEADER_SIZE, TRANSACTIONAL_BIT, StorageError, read_header
 from omnibus.wire.kafka import errors as E
 from omnibus.wire.kafka import messages as M
 from omnibus.wire.kafka.connection import KafkaConnection, Request
@@ -78,6 +80,9 @@ def handler(api_key: int, versions: tuple[int, int]) -> Callable:
 
 
 PRODUCER_ID_KEY = "next_producer_id"
+#: core.transactions outcomes -> Produce error codes (an old epoch is INVALID_PRODUCER_EPOCH on Produce).
+_PRODUCE_CODES = {"out_of_order": E.OUT_OF_ORDER_SEQUENCE_NUMBER, "fenced": E.INVALID_PRODUCER_EPOCH,
+                  "invalid_txn_state": E.INVALID_TXN_STATE}
 EARLIEST, LATEST = -2, -1  # ListOffsets special timestamps
 
 
@@ -97,8 +102,7 @@ class KafkaBroker:
         self.server = server
         self.topics: dict[str, Topic] = {}
         self.waiters: dict[tuple[str, int], set] = {}
-        #: Idempotent producers: (topic, partition, producer id) -> [epoch, first seq, last seq, base offset]
-        #: of the last batch appended (Kafka keeps five; in memory only, not yet across restarts).
+        #: Unused (kept for callers): producer state lives in kafka_txn.TxnService, per partition log.
         self.sequences: dict[tuple[str, int, int], list[int]] = {}
         meta = server.meta
         if meta is not None:
@@ -114,17 +118,51 @@ class KafkaBroker:
         return broker
 
     def _open(self, name: str, partitions: int, topic_id: uuid.UUID, configs: dict[str, str]) -> Topic:
-        logs = [self.server.open_log(f"kafka/{name}-{p}") for p in range(partitions)]
+        overrides = log_overrides(configs)
+        logs = [self.server.open_log(f"kafka/{name}-{p}", **overrides) for p in range(partitions)]
         topic = Topic(name, logs, TopicConfig(configs=configs), topic_id=topic_id)
         self.topics[name] = topic
         return topic
 
-    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
-        topic = self._open(name, partitions, uuid.uuid4(), dict(configs or {}))
+    def _persist(self, topic: Topic) -> None:
         if self.server.meta is not None:
-            self.server.meta.put(TOPICS_NAMESPACE, name, orjson.dumps({
-                "partitions": partitions, "topic_id": str(topic.topic_id), "configs": dict(configs or {})}))
+            self.server.meta.put(TOPICS_NAMESPACE, topic.name, orjson.dumps({
+                "partitions": len(topic), "topic_id": str(topic.topic_id), "configs": dict(topic.config.configs)}))
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
+        """Create a topic; ``configs`` must be valid (core.topics.validate_topic_configs)."""
+        topic = self._open(name, partitions, uuid.uuid4(), dict(configs or {}))
+        self._persist(topic)
         return topic
+
+    def delete_topic(self, name: str) -> None:
+        """DeleteTopics: forget the topic, remove its logs from disk and the metadata store, and answer the
+        fetches long-polling it (they now see UNKNOWN_TOPIC_OR_PARTITION)."""
+        topic = self.topics.pop(name)
+        if self.server.meta is not None:
+            self.server.meta.delete(TOPICS_NAMESPACE, name)
+        for p in range(len(topic)):
+            self.server.delete_log(f"kafka/{name}-{p}")
+            for key in [k for k in self.sequences if k[0] == name and k[1] == p]:
+                del self.sequences[key]
+            self.appended(name, p)
+
+    def add_partitions(self, name: str, total: int) -> None:
+        """CreatePartitions: grow ``name`` to ``total`` partitions (the caller checked total > current)."""
+        topic = self.topics[name]
+        overrides = log_overrides(topic.config.configs)
+        logs = [self.server.open_log(f"kafka/{name}-{p}", **overrides) for p in range(len(topic), total)]
+        topic._partitions.extend(logs)
+        self._persist(topic)
+
+    def set_configs(self, name: str, configs: dict[str, str]) -> None:
+        """Replace the topic's config overrides (validated) and apply them to every partition's log."""
+        topic = self.topics[name]
+        topic.config = TopicConfig(configs=dict(configs))
+        log_config = self.server.log_config(**log_overrides(configs))
+        for log in topic.partitions():
+            log.reconfigure(log_config)
+        self._persist(topic)
 
     def next_producer_id(self) -> int:
         """A producer id never handed out before, also across restarts (kept in the metadata store)."""
@@ -142,6 +180,24 @@ class KafkaBroker:
         if waiters:
             for fetch in waiters:
                 fetch.wake()
+
+
+def _regions_below(log: Any, regions: list, offset: int) -> list:
+    """``regions`` (whole batches from a fetch offset below ``offset``) cut at the batch starting at
+    ``offset`` (an LSO: always a batch boundary). Uses the log's segment lookup (storage internals, read-only)."""
+    seg = log._segments[log._segment_index(offset)]
+    found = seg.find_batch(offset)
+    if found is None:
+        return regions
+    cut = found[0]
+    out = []
+    for r in regions:
+        if r.fd == seg.fd:
+            if r.position < cut:
+                out.append(FileRegion(r.fd, r.position, min(r.size, cut - r.position)))
+            break
+        out.append(r)
+    return out
 
 
 class _Slot:
@@ -164,6 +220,27 @@ class _PendingFetch:
         self.finished = False
 
     def wake(self) -> None:
+        if self.finished:
+            return
+        body = self.request.body
+        session = self.session
+        if body.isolation_level == 1 and not session.closed:
+            # read_committed: an append of open-transaction data does not move the LSO; keep waiting until
+            # a marker (or the timer) makes min_bytes available. A vanished topic ends the wait.
+            topics = session.broker.topics
+            if all(key[0] in topics for key in self.keys):
+                response, total = session._fetch_body(body)
+                if total < body.min_bytes:
+                    waiters = session.broker.waiters
+                    for key in self.keys:
+                        waiters.setdefault(key, set()).add(self)
+                    return
+                self.cancel()
+                session.complete(self.slot, session.kafka.encode_response_parts(self.request, response))
+                return
+        self.finish()
+
+    def expire(self) -> None:
         if not self.finished:
             self.finish()
 
@@ -227,7 +304,7 @@ class KafkaSession:
         elif key == M.CREATE_TOPICS:
             self.respond(req, self._create_topics(req.body))
         elif key == M.INIT_PRODUCER_ID:
-            self.respond(req, self._init_producer_id(req.body))
+            self.respond(req, self._init_producer_id(req))
         else:
             fn = HANDLERS.get(key)
             if fn is None:  # the codec only lets advertised APIs through
@@ -319,14 +396,27 @@ class KafkaSession:
                     code = E.INVALID_REQUIRED_ACKS
                 elif topic is None or not 0 <= pd.index < len(topic):
                     code = E.UNKNOWN_TOPIC_OR_PARTITION
-                elif pd.records is None or len(pd.records) == 0:
+                elif pd.records is None or len(pd.records) < HEADER_SIZE:
                     code = E.CORRUPT_MESSAGE
                 else:
                     log = topic.partition(pd.index)
-                    code, dup_offset = self._check_sequence(td.name, pd.index, pd.records)
-                    if dup_offset is not None:  # a retried batch already appended: its original offset
-                        base, start = dup_offset, log.start_offset
-                    if code or dup_offset is not None:
+                    try:
+                        h = read_header(pd.records)
+                    except StorageError:
+                        h = None
+                        code = E.CORRUPT_MESSAGE
+                    state = None
+                    if h is not None and h.producer_id >= 0:
+                        state, code, dup = self._check_sequence(td.name, pd.index, log, h)
+                        if dup is not None:  # a retried batch already appended: its original offsets
+                            base, start = dup[0], log.start_offset
+                            waits.append((log, dup[1]))
+                            parts.append(R.PartitionProduceResponse(index=pd.index, error_code=0, base_offset=base,
+                                                                    log_append_time_ms=-1, log_start_offset=start))
+                            continue
+                    elif h is not None and h.attributes & CONTROL_BIT:
+                        code = E.INVALID_RECORD  # Kafka: control records are not appended by clients
+                    if code:
                         parts.append(R.PartitionProduceResponse(index=pd.index, error_code=code, base_offset=base,
                                                                 log_append_time_ms=-1, log_start_offset=start))
                         continue
@@ -339,7 +429,9 @@ class KafkaSession:
                     else:
                         base, start = result.base_offset, log.start_offset
                         waits.append((log, result.last_offset))
-                        self._record_sequence(td.name, pd.index, pd.records, base)
+                        if state is not None:
+                            state.record(h.producer_id, h.producer_epoch, h.base_sequence, h.last_offset_delta, base,
+                                         bool(h.attributes & TRANSACTIONAL_BIT))
                         broker.appended(td.name, pd.index)
                 parts.append(R.PartitionProduceResponse(index=pd.index, error_code=code, base_offset=base,
                                                         log_append_time_ms=-1, log_start_offset=start))
@@ -361,41 +453,29 @@ class KafkaSession:
         for log, offset in waits:
             log.when_durable(offset, durable)
 
-    # -- idempotent producer (KIP-98): per (partition, producer) sequence checks ----------------------
-    def _check_sequence(self, topic: str, partition: int, records: Any) -> tuple[int, int | None]:
-        """(error code, base offset of a duplicate) for an idempotent batch, as Kafka's ProducerStateManager
-        checks: an older epoch is fenced, a retry of the last batch is a duplicate answered with its
-        offset, any other gap is out of order."""
-        if len(records) < HEADER_SIZE:
-            return E.CORRUPT_MESSAGE, None
-        h = read_header(records)
-        if h.producer_id < 0:
-            return 0, None
-        state = self.broker.sequences.get((topic, partition, h.producer_id))
-        if state is None:
-            return 0, None
-        epoch, first, last, base = state
-        if h.producer_epoch < epoch:
-            return E.INVALID_PRODUCER_EPOCH, None
-        if h.producer_epoch > epoch:
-            return (0, None) if h.base_sequence == 0 else (E.OUT_OF_ORDER_SEQUENCE_NUMBER, None)
-        if h.base_sequence == first:
-            return 0, base
-        if h.base_sequence != (last + 1) & 0x7FFFFFFF:
-            return E.OUT_OF_ORDER_SEQUENCE_NUMBER, None
-        return 0, None
+    # -- idempotent producer (KIP-98): per (partition, producer) state in core.transactions ------------
+    def _check_sequence(self, topic: str, partition: int, log: Any, h: Any) -> tuple[Any, int, Any]:
+        """(partition producer state, error code, (base, last) offsets of a duplicate) for a batch with a
+        producer id, as Kafka's ProducerStateManager checks it: a retry of one of the last five batches is a
+        duplicate answered with its offsets, an older epoch is INVALID_PRODUCER_EPOCH, a gap is
+        OUT_OF_ORDER_SEQUENCE_NUMBER, a transactional batch to a partition outside the producer's open
+        transaction is INVALID_TXN_STATE (Kafka 3.6+ verification)."""
+        svc = kafka_txn.service(self.broker)
+        state = svc.state(log)
+        transactional = bool(h.attributes & TRANSACTIONAL_BIT)
+        outcome, dup = state.check(h.producer_id, h.producer_epoch, h.base_sequence, h.last_offset_delta,
+                                   transactional)
+        if outcome == "duplicate":
+            return state, 0, dup
+        if outcome != "ok":
+            return state, _PRODUCE_CODES[outcome], None
+        if transactional and not svc.coordinator.partition_in_txn(h.producer_id, h.producer_epoch,
+                                                                  (topic, partition)):
+            return state, E.INVALID_TXN_STATE, None
+        return state, 0, None
 
-    def _record_sequence(self, topic: str, partition: int, records: Any, base_offset: int) -> None:
-        h = read_header(records)
-        if h.producer_id >= 0:
-            self.broker.sequences[(topic, partition, h.producer_id)] = [
-                h.producer_epoch, h.base_sequence, h.base_sequence + h.last_offset_delta, base_offset]
-
-    def _init_producer_id(self, body: Any) -> Any:
-        R = M.InitProducerIdResponse
-        if body.transactional_id is not None:  # transactions are not built yet
-            return R(throttle_time_ms=0, error_code=E.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)
-        return R(throttle_time_ms=0, error_code=0, producer_id=self.broker.next_producer_id(), producer_epoch=0)
+    def _init_producer_id(self, req: Request) -> Any:
+        return kafka_txn.init_producer_id(self, req)
 
     def _fetch_body(self, body: Any) -> tuple[Any, int]:
         """The Fetch response for ``body`` as things stand now, and how many record bytes it carries."""
@@ -404,6 +484,9 @@ class KafkaSession:
         budget = body.max_bytes if body.max_bytes > 0 else 1 << 62
         total = 0
         out = []
+        txn = kafka_txn.service(broker)
+        committed = body.isolation_level == 1
+        A = R.AbortedTransaction
         for ft in body.topics:
             topic = broker.topics.get(ft.topic)
             parts = []
@@ -422,14 +505,23 @@ class KafkaSession:
                                                  records=b""))
                     continue
                 records: list = []
+                # Last stable offset (KIP-98): read_committed sees only what lies below it.
+                lso = txn.state(log).lso(end)
+                upto = lso if committed else end
+                aborted = []
                 limit = min(fp.partition_max_bytes, budget - total)
-                if fp.fetch_offset < end and (limit > 0 or total == 0):
+                if fp.fetch_offset < upto and (limit > 0 or total == 0):
                     regions = log.read(fp.fetch_offset, max(limit, 1))
+                    if upto < end:
+                        regions = _regions_below(log, regions, upto)
                     records = [Region(r.fd, r.position, r.size) for r in regions]
                     total += sum(r.size for r in regions)
+                    if committed:
+                        aborted = [A(producer_id=pid, first_offset=first)
+                                   for pid, first in txn.state(log).aborted_between(fp.fetch_offset, upto)]
                 parts.append(R.PartitionData(partition_index=fp.partition, error_code=0, high_watermark=end,
-                                             last_stable_offset=end, log_start_offset=start,
-                                             aborted_transactions=[], preferred_read_replica=-1,
+                                             last_stable_offset=lso, log_start_offset=start,
+                                             aborted_transactions=aborted, preferred_read_replica=-1,
                                              records=records or b""))
             out.append(R.FetchableTopicResponse(topic=ft.topic, partitions=parts))
         return R(throttle_time_ms=0, error_code=0, session_id=0, responses=out), total
@@ -448,7 +540,7 @@ class KafkaSession:
                 key = (ft.topic, fp.partition)
                 fetch.keys.append(key)
                 self.broker.waiters.setdefault(key, set()).add(fetch)
-        fetch.timer = asyncio.get_running_loop().call_later(body.max_wait_ms / 1000, fetch.wake)
+        fetch.timer = asyncio.get_running_loop().call_later(body.max_wait_ms / 1000, fetch.expire)
         self._fetches = [f for f in self._fetches if not f.finished]
         self._fetches.append(fetch)
 
@@ -495,9 +587,15 @@ class KafkaSession:
                 message = f"Unable to replicate the partition {t.replication_factor} time(s): The target " \
                           "replication factor of " f"{t.replication_factor} cannot be reached because only " \
                           "1 broker(s) are registered."
+            configs: dict[str, str] = {}
+            if code == 0:
+                try:
+                    configs = validate_topic_configs({c.name: c.value for c in t.configs})
+                except InvalidTopicConfig as e:
+                    code, message = E.INVALID_CONFIG, str(e)
             topic = None
             if code == 0 and not body.validate_only:
-                topic = self.broker.create_topic(t.name, n, {c.name: c.value for c in t.configs})
+                topic = self.broker.create_topic(t.name, n, configs)
             out.append(R.CreatableTopicResult(name=t.name, topic_id=topic.topic_id.bytes if topic else bytes(16),
                                               error_code=code, error_message=message,
                                               num_partitions=n if code == 0 else -1,

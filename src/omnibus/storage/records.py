@@ -68,6 +68,11 @@ __all__ = [
     "set_log_append_time",
     "encode_varint",
     "decode_varint",
+    "CONTROL_ABORT",
+    "CONTROL_COMMIT",
+    "CONTROL_PEEK_BYTES",
+    "build_control_batch",
+    "control_type",
 ]
 
 # -- layout ------------------------------------------------------------------------------------------
@@ -438,7 +443,7 @@ def decode_records(batch, *, validate: bool = True) -> list[tuple[int, Record]]:
         data = mv[:end]
         pos = HEADER_SIZE
     elif codec == COMPRESSION_GZIP:
-        data = memoryview(_inflate(mv[HEADER_SIZE:end]))
+        data = _inflate(mv[HEADER_SIZE:end])
         pos = 0
         end = len(data)
     else:
@@ -446,18 +451,51 @@ def decode_records(batch, *, validate: bool = True) -> list[tuple[int, Record]]:
     base_offset = h.base_offset
     base_ts = h.base_timestamp
     lat = h.max_timestamp if h.attributes & TIMESTAMP_TYPE_BIT else None
+    # Hot path (consumers reading back): bytes index and slice faster than a memoryview, and most
+    # varints are one byte, decoded inline; longer ones go through decode_varint.
+    if type(data) is not bytes:
+        data = bytes(data[:end])
+    varint = decode_varint
     out: list[tuple[int, Record]] = []
     append = out.append
     try:
         for _ in range(h.records_count):
-            length, pos = decode_varint(data, pos)
+            b = data[pos]
+            if b < 0x80:
+                length, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                length, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                length, pos = varint(data, pos)
             rend = pos + length
             if length < 0 or rend > end:
                 raise CorruptBatchError(f"record length {length} overruns the batch")
             pos += 1  # record attributes: unused in v2
-            ts_delta, pos = decode_varint(data, pos)
-            off_delta, pos = decode_varint(data, pos)
-            klen, pos = decode_varint(data, pos)
+            b = data[pos]
+            if b < 0x80:
+                ts_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                ts_delta, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                ts_delta, pos = varint(data, pos)
+            b = data[pos]
+            if b < 0x80:
+                off_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                off_delta, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                off_delta, pos = varint(data, pos)
+            b = data[pos]
+            if b < 0x80:
+                klen, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                klen, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                klen, pos = varint(data, pos)
             if klen < 0:
                 if klen != -1:
                     raise CorruptBatchError(f"bad key length {klen}")
@@ -465,9 +503,16 @@ def decode_records(batch, *, validate: bool = True) -> list[tuple[int, Record]]:
             else:
                 if pos + klen > rend:
                     raise CorruptBatchError("key overruns the record")
-                key = bytes(data[pos : pos + klen])
+                key = data[pos : pos + klen]
                 pos += klen
-            vlen, pos = decode_varint(data, pos)
+            b = data[pos]
+            if b < 0x80:
+                vlen, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif data[pos + 1] < 0x80:
+                b = (b & 0x7F) | (data[pos + 1] << 7)
+                vlen, pos = (b >> 1) ^ -(b & 1), pos + 2
+            else:
+                vlen, pos = varint(data, pos)
             if vlen < 0:
                 if vlen != -1:
                     raise CorruptBatchError(f"bad value length {vlen}")
@@ -475,21 +520,23 @@ def decode_records(batch, *, validate: bool = True) -> list[tuple[int, Record]]:
             else:
                 if pos + vlen > rend:
                     raise CorruptBatchError("value overruns the record")
-                value = bytes(data[pos : pos + vlen])
+                value = data[pos : pos + vlen]
                 pos += vlen
-            hcount, pos = decode_varint(data, pos)
-            if hcount < 0:
-                raise CorruptBatchError(f"negative header count {hcount}")
-            headers: tuple = ()
-            if hcount:
+            if data[pos] == 0:  # no headers (zigzag 0)
+                pos += 1
+                headers: tuple = ()
+            else:
+                hcount, pos = varint(data, pos)
+                if hcount < 0:
+                    raise CorruptBatchError(f"negative header count {hcount}")
                 hl = []
                 for _h in range(hcount):
-                    hklen, pos = decode_varint(data, pos)
+                    hklen, pos = varint(data, pos)
                     if hklen < 0 or pos + hklen > rend:
                         raise CorruptBatchError(f"bad header key length {hklen}")
                     hk = str(data[pos : pos + hklen], "utf-8")
                     pos += hklen
-                    hvlen, pos = decode_varint(data, pos)
+                    hvlen, pos = varint(data, pos)
                     if hvlen < 0:
                         if hvlen != -1:
                             raise CorruptBatchError(f"bad header value length {hvlen}")
@@ -497,20 +544,52 @@ def decode_records(batch, *, validate: bool = True) -> list[tuple[int, Record]]:
                     else:
                         if pos + hvlen > rend:
                             raise CorruptBatchError("header value overruns the record")
-                        hv = bytes(data[pos : pos + hvlen])
+                        hv = data[pos : pos + hvlen]
                         pos += hvlen
                     hl.append((hk, hv))
                 headers = tuple(hl)
             if pos != rend:
                 raise CorruptBatchError("record length does not match its fields")
-            append(
-                (
-                    base_offset + off_delta,
-                    Record(key, value, headers, lat if lat is not None else base_ts + ts_delta),
-                )
-            )
+            append((base_offset + off_delta, Record(key, value, headers, lat if lat is not None else base_ts + ts_delta)))
     except (IndexError, UnicodeDecodeError) as e:
         raise CorruptBatchError(f"malformed record: {e}") from None
     if pos != end:
         raise CorruptBatchError(f"{end - pos} bytes after the last record")
     return out
+
+
+# -- control batches (transaction markers, KIP-98) ---------------------------------------------------------
+
+#: Control record types (Kafka ControlRecordType): the key of a control record is version int16 (0) +
+#: type int16; an end-transaction marker's value is version int16 (0) + coordinatorEpoch int32.
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+#: Bytes from a control batch's start that hold its first record's key: header + five short varints + key.
+CONTROL_PEEK_BYTES = HEADER_SIZE + 16
+_CONTROL_KEY = struct.Struct(">hh")
+_MARKER_VALUE = struct.Struct(">hi")
+
+
+def build_control_batch(producer_id: int, producer_epoch: int, commit: bool, *, coordinator_epoch: int = 0,
+                        now_ms: int | None = None) -> bytes:
+    """A COMMIT or ABORT marker batch (Kafka EndTransactionMarker): transactional + control attributes, one
+    record, no sequence."""
+    record = Record(_CONTROL_KEY.pack(0, CONTROL_COMMIT if commit else CONTROL_ABORT),
+                    _MARKER_VALUE.pack(0, coordinator_epoch))
+    return build_batch([record], producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=-1,
+                       attributes=TRANSACTIONAL_BIT | CONTROL_BIT, now_ms=now_ms)
+
+
+def control_type(buf, pos: int = 0) -> int:
+    """The control record type (CONTROL_COMMIT/CONTROL_ABORT/other) of the control batch at ``pos``; needs
+    the first :data:`CONTROL_PEEK_BYTES` bytes only (control batches are never compressed). Raises
+    CorruptBatchError."""
+    p = pos + HEADER_SIZE
+    _length, p = decode_varint(buf, p)
+    p += 1  # attributes
+    _ts, p = decode_varint(buf, p)
+    _delta, p = decode_varint(buf, p)
+    klen, p = decode_varint(buf, p)
+    if klen < 4 or p + 4 > len(buf):
+        raise CorruptBatchError("control record key too short")
+    return _CONTROL_KEY.unpack_from(buf, p)[1]
