@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 
-from omnibus.core.topics import InvalidTopicConfig, Topic, TopicConfig, log_overrides, valid_topic_name, validate_topic_configs
+from omnibus.core.topics import (InvalidTopicConfig, Topic, TopicConfig, log_overrides, valid_topic_name,
+                                  validate_topic_configs)
 from omnibus.storage.files import FileRegion
 from omnibus.storage.log import RecordTooLargeError
 from omnibus.storage.records import CONTROL_BIT, HEADER_SIZE, TRANSACTIONAL_BIT, StorageError, read_header

@@ -121,6 +121,10 @@ class LogConfig:
     fsync_interval_ms: int = 5
     max_batch_bytes: int = MAX_BATCH_BYTES
     file_delete_delay_ms: int = FILE_DELETE_DELAY_MS
+    #: Kafka cleanup.policy: "delete" (time/size retention), "compact" (compaction.py), or both.
+    cleanup_policy: str = "delete"
+    delete_retention_ms: int = 86_400_000  # Kafka delete.retention.ms: how long tombstones survive compaction
+    min_compaction_lag_ms: int = 0  # Kafka min.compaction.lag.ms
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -281,6 +285,16 @@ class Log:
         return sum(s.size for s in self._segments)
 
     # -- append ---------------------------------------------------------------------------------------
+
+    def reconfigure(self, config: LogConfig) -> None:
+        """Apply a new config (Kafka AlterConfigs on a topic): segment size/age, batch limit and retention
+        take effect from the next append or retention check. The fsync policy is kept. Event-loop thread."""
+        if config.fsync != self.config.fsync or config.fsync_interval_ms != self.config.fsync_interval_ms:
+            raise ValueError("the fsync policy of an open log cannot change")
+        self.config = config
+        self._max_batch = config.max_batch_bytes
+        self._segment_bytes = config.segment_bytes
+        self._segment_ms = config.segment_ms
 
     def append(self, batch, *, log_append_time: bool = False) -> AppendResult:
         """Append one v2 record batch; returns its assigned offsets. Event-loop thread only.
@@ -623,6 +637,8 @@ class Log:
         at the first segment to keep; the active segment is never deleted."""
         deleted = 0
         cfg = self.config
+        if "delete" not in cfg.cleanup_policy:  # Kafka: a compact-only topic is never trimmed by time/size
+            return 0
         if cfg.retention_ms >= 0:
             now = self._clock()
             while len(self._segments) > 1:
