@@ -258,7 +258,7 @@ class JetStreamAPI:
                     stream_name, name = tokens[3], tokens[4] if len(tokens) > 4 else None
                 else:  # CONSUMER.CREATE.<stream>[.<name>[.<filter>]]
                     stream_name, name = tokens[2], tokens[3] if len(tokens) > 3 else None
-                cfg = sc.ConsumerConfig.from_dict(req.get("config", {}))
+                cfg = sc.ConsumerConfig.from_dict(_consumer_config_in(req.get("config", {})))
                 consumer, _created = js.add_consumer(stream_name, cfg, action=req.get("action", ""), name=name)
                 # Push delivery starts after this reply has gone out.
                 asyncio.get_running_loop().call_soon(self.push.track, consumer)
@@ -295,7 +295,7 @@ class JetStreamAPI:
     def _consumer_info(self, consumer: Any, kind: str | None) -> dict[str, Any]:
         i = consumer.info()
         out = {"stream_name": i.stream_name, "name": i.name, "created": _iso(i.created),
-               "config": i.config.to_dict(),
+               "config": _consumer_config_out(i.config),
                "delivered": {"consumer_seq": i.delivered.consumer_seq, "stream_seq": i.delivered.stream_seq},
                "ack_floor": {"consumer_seq": i.ack_floor.consumer_seq, "stream_seq": i.ack_floor.stream_seq},
                "num_ack_pending": i.num_ack_pending, "num_redelivered": i.num_redelivered,
@@ -415,6 +415,72 @@ class JetStreamAPI:
         self._sweeper.cancel()
         self.push.close()
         self.js.close()
+
+
+#: ConsumerConfig fields nats-server leaves out of its JSON when empty/zero (``omitempty`` in consumer.go).
+_CONSUMER_OMITEMPTY = frozenset((
+    "durable_name", "name", "description", "opt_start_seq", "opt_start_time", "ack_wait", "max_deliver",
+    "backoff", "filter_subject", "filter_subjects", "rate_limit_bps", "sample_freq", "max_waiting",
+    "max_ack_pending", "flow_control", "headers_only", "max_batch", "max_expires", "max_bytes",
+    "deliver_subject", "deliver_group", "idle_heartbeat", "inactive_threshold", "mem_storage", "direct",
+    "metadata", "pause_until", "priority_groups", "priority_policy", "priority_timeout"))
+
+
+def _consumer_config_in(d: Any) -> Any:
+    """The API's consumer config -> the core's: RFC 3339 times become ns since the epoch."""
+    if not isinstance(d, dict):
+        return d
+    d = dict(d)
+    for key in ("opt_start_time", "pause_until"):
+        v = d.get(key)
+        if isinstance(v, str):
+            try:
+                d[key] = _parse_rfc3339_ns(v)
+            except ValueError:
+                raise st.StreamConfigInvalid(f"consumer configuration invalid: bad {key}") from None
+    return d
+
+
+def _consumer_config_out(cfg: Any) -> dict[str, Any]:
+    """The core's consumer config as nats-server writes it: empty fields left out, times in RFC 3339."""
+    out = {}
+    for k, v in cfg.to_dict().items():
+        if k in _CONSUMER_OMITEMPTY and (v is None or v == 0 or v == "" or v == [] or v == {} or v is False
+                                         or (k == "priority_policy" and v == "none")):
+            continue
+        if k in ("opt_start_time", "pause_until") and isinstance(v, int):
+            v = _rfc3339_ns(v)
+        out[k] = v
+    return out
+
+
+def _parse_rfc3339_ns(text: str) -> int:
+    head, _, rest = text.partition(".")
+    frac = ""
+    tz = ""
+    if rest:
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            i += 1
+        frac, tz = rest[:i], rest[i:]
+    else:
+        for sep in ("Z", "+", "-"):
+            j = head.rfind(sep)
+            if j > 10:
+                head, tz = head[:j], head[j:]
+                break
+    if tz == "Z" or not tz:
+        tz = "+00:00"
+    base = dt.datetime.fromisoformat(head + tz)
+    return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+def _rfc3339_ns(ns: int) -> str:
+    base = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = ns % 1_000_000_000
+    if frac:
+        base += "." + f"{frac:09d}".rstrip("0")
+    return base + "Z"
 
 
 def _b64(data: bytes) -> str:

@@ -179,17 +179,24 @@ class PushDelivery:
         prefix = f"{ACK_PREFIX}{consumer.stream.name}.{consumer.name}."
         budget = ROUND_MESSAGES
         maxpb = p.maxpb
+        dlen = len(subj)
+        last_size = 1
         while budget > 0:
-            if maxpb and p.pbytes > p.maxpb:
-                return  # stalled on flow control until the client answers
-            msgs = consumer.next_messages(min(TAKE, budget))
+            take = min(TAKE, budget)
+            if maxpb:
+                if p.pbytes > p.maxpb:
+                    return  # stalled on flow control until the client answers
+                # No more than the window has room for (judged by the last message's size), so the
+                # stall happens where nats-server's per-message check puts it.
+                take = min(take, (p.maxpb - p.pbytes) // last_size + 1)
+            msgs = consumer.next_messages(take)
             if not msgs:
                 return
             for m in msgs:
                 ack = f"{prefix}{m.delivery_count}.{m.stream_seq}.{m.consumer_seq}.{m.timestamp * NANOS_PER_MS}.{m.pending}"
                 block = m.header_block()
                 payload = m.payload
-                size = len(m.subject) + len(ack) + (len(block) if block else 0) + len(payload)
+                size = dlen + len(ack) + (len(block) if block else 0) + len(payload)
                 self._send(plain, groups, m.subject, ack, block, payload, size)
                 if maxpb:
                     p.pbytes += size
@@ -198,9 +205,10 @@ class PushDelivery:
                             self._send_flow_control(p, plain, groups, subj)
                     elif p.pbytes - p.fcsz >= p.maxpb:
                         p.fcsz += size
+                    last_size = size
             p.last_out = time.monotonic()
             budget -= len(msgs)
-            if len(msgs) < TAKE and budget > 0:
+            if len(msgs) < take and budget > 0:
                 return  # nothing more now (or max_ack_pending)
         if not p.again:  # more to send: continue after the loop has written this round
             p.again = True
