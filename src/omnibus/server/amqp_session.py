@@ -23,10 +23,30 @@ Semantics follow RabbitMQ 3.x (rabbit_channel.erl), texts with ``"<NAME> - ... i
 - Error replies are checked against RabbitMQ 3.10.8 by tests/server/test_amqp_raw.py
   (``OMNIBUS_AMQP_AGAINST=rabbitmq`` runs the same tests against a real node).
 
-Not built yet (named so, see the issue's closing note): tx (answered 540 NOT_IMPLEMENTED), message and
-queue TTL, dead-lettering, max-length, priorities, streams, single active consumer, access control beyond
-the loopback guest user, connection.blocked, validation of queue arguments (RabbitMQ refuses e.g. a string
-``x-max-length`` with 406 "invalid arg"; we accept and ignore it).
+Access control (core/auth.py, as rabbit_access_control): users log in with PLAIN or AMQPLAIN; the default
+user only from loopback (``loopback_users``); connection.open needs a permission entry on the vhost (530);
+every method checks the resources RabbitMQ's rabbit_channel checks (``_authorize``: declare/delete ->
+configure, bind -> write on the destination and read on the source, publish -> write on the exchange with
+"" as ``amq.default``, consume/get/purge -> read on the queue), 403 closes the channel. Each vhost has its
+own ``AmqpBroker`` (consumers, exclusive owners) over its own core ``VirtualHost``; ``_current_vhost`` names
+the vhost of the session being served, for RabbitMQ's texts.
+
+Transactions (rabbit_channel tx): publishes are checked (permission, exchange) when they arrive and kept
+in the channel, acks/nacks/rejects are taken off the unacked map into the channel's tx list; tx.commit
+routes and appends the publishes, settles the acks and answers commit-ok once every log appended to is
+durable; tx.rollback drops the publishes and puts the acks back as unacked.
+
+connection.blocked (rabbit_reader, rabbit_alarm): ``AmqpNode`` checks broker RSS and free disk every
+``ALARM_CHECK_INTERVAL``; while an alarm is on, a connection that publishes is blocked: it gets
+connection.blocked ("low on memory" / "low on disk", if it announced the capability) and is not read until
+every alarm clears (then connection.unblocked). Connections that only consume go on.
+
+Stream queues (``x-queue-type=stream``, core/stream_queues.py): consumers need a prefetch and read by
+offset (``x-stream-offset``), each delivery carries its offset header, acks only give credit back.
+
+Not built yet (named so, see the issue's closing note): validation of queue arguments (RabbitMQ refuses
+e.g. a string ``x-max-length`` with 406 "invalid arg"; we accept and ignore it), topic permissions,
+user tags beyond storing them.
 
 Rules: event-loop thread only; no await and no logging per message. Run bench/amqp.py before changing
 ``_flush_publishes``, ``AmqpBroker.pump`` or ``Consumer.has_capacity``.
@@ -41,7 +61,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from omnibus import __version__
+from omnibus.core.auth import CONFIGURE, FULL_ACCESS, READ, WRITE, Permissions, is_loopback, refused_text
+from omnibus.core import deadletter
 from omnibus.core.messages import Message
+from omnibus.core.queues import HDR_EXPIRES, HDR_PRIORITY, REJECTED
 from omnibus.core.routing.exchanges import (AMQ_TOPIC, DEFAULT_EXCHANGE, ExchangeError, ExchangeInUse,
                                             ExchangeNotFound, ExchangeRef, InequivalentExchange,
                                             InvalidBinding, ReservedExchange, UnknownExchangeType)
@@ -54,8 +77,9 @@ from omnibus.wire.amqp.errors import (ACCESS_REFUSED, CHANNEL_ERROR, COMMAND_INV
                                       NO_ROUTE, NOT_ALLOWED, NOT_FOUND, NOT_IMPLEMENTED,
                                       PRECONDITION_FAILED, RESOURCE_LOCKED, SEND_CLOSE, AMQPError,
                                       amqp_error)
-from omnibus.wire.amqp.fields import decode_table
-from omnibus.wire.amqp.properties import decode_properties
+from omnibus.wire.amqp.fields import Timestamp, decode_table
+from omnibus.wire.amqp.properties import (EMPTY_PROPERTIES, PropertiesError, decode_properties,
+                                          patch_headers, patch_properties)
 
 if TYPE_CHECKING:  # pragma: no cover
     from omnibus.core.queues import Queue
@@ -68,12 +92,10 @@ __all__ = ["AmqpSession", "AmqpBroker"]
 #: RabbitMQ's server properties; clients read the capabilities to enable features.
 CAPABILITIES = {
     "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
-    "consumer_cancel_notify": True, "connection.blocked": False, "authentication_failure_close": True,
-    "per_consumer_qos": True, "direct_reply_to": False, "consumer_priorities": False,
+    "consumer_cancel_notify": True, "connection.blocked": True, "authentication_failure_close": True,
+    "per_consumer_qos": True, "direct_reply_to": False, "consumer_priorities": True,
 }
 MECHANISMS = b"PLAIN AMQPLAIN"
-#: The default user, allowed only from loopback (RabbitMQ's loopback_users); the listener binds loopback.
-DEFAULT_USER = ("guest", "guest")
 #: Seconds to wait for connection.close-ok before dropping the socket (RabbitMQ: 3 s).
 CLOSE_OK_TIMEOUT = 3.0
 #: Bytes of deliveries queued for one connection in one loop turn before its consumers count as full.
@@ -87,8 +109,13 @@ WRITE_HIGH_WATER = 4 * 1024 * 1024
 WRITE_LOW_WATER = 1024 * 1024
 
 
+#: The vhost of the session whose input is being handled (set by ``AmqpSession.data_received``; the loop runs
+#: one session's methods at a time), for RabbitMQ's "... in vhost 'v'" texts.
+_current_vhost = [DEFAULT_VHOST]
+
+
 def _vh(text: str) -> str:
-    return f"{text} in vhost '{DEFAULT_VHOST}'"
+    return f"{text} in vhost '{_current_vhost[0]}'"
 
 
 #: Core exchange errors -> AMQP reply codes (rabbit_channel / rabbit_exchange).
@@ -99,7 +126,7 @@ _EXCHANGE_CODES = {ExchangeNotFound: NOT_FOUND, ExchangeInUse: PRECONDITION_FAIL
 
 def _rs(kind: str, name: str) -> str:
     """rabbit_misc:rs/1: how RabbitMQ names a resource in its texts."""
-    return f"{kind} '{name}' in vhost '{DEFAULT_VHOST}'"
+    return f"{kind} '{name}' in vhost '{_current_vhost[0]}'"
 
 
 #: The queue arguments RabbitMQ 3.10 compares when a queue is declared again (rabbit_amqqueue
@@ -155,6 +182,102 @@ def _inequivalent(field: str, resource: str, received: Any, current: Any) -> "Ch
                                              f"{val(received, typed)} but current is {val(current, typed)}")
 
 
+#: rabbit_misc check_expiry and the queue argument validators of rabbit_amqqueue (declare_args/0, in its
+#: order); the error terms as RabbitMQ 3.10.8 prints them with ~255p (observed on a real node).
+def _want_int(v: Any) -> str | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return None
+    return f'"expected integer, got {_field_type(v)}"'
+
+
+def _non_neg(v: Any) -> str | None:
+    return _want_int(v) or (f"{{value_negative,{v}}}" if v < 0 else None)
+
+
+def _check_expires(v: Any) -> str | None:
+    return _want_int(v) or ("{value_zero,0}" if v == 0 else f"{{value_negative,{v}}}" if v < 0 else None)
+
+
+def _check_max_priority(v: Any) -> str | None:
+    return _non_neg(v) or (f"{{max_value_exceeded,{v}}}" if v > MAX_PRIORITY else None)
+
+
+def _check_longstr(v: Any) -> str | None:
+    return None if isinstance(v, str) else f"{{unacceptable_type,{_field_type(v)}}}"
+
+
+def _check_dlrk(v: Any, args: dict) -> str | None:
+    if not isinstance(v, str):
+        return f"{{unacceptable_type,{_field_type(v)}}}"
+    return None if "x-dead-letter-exchange" in args else "routing_key_but_no_dlx_defined"
+
+
+def _check_overflow(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"{{unacceptable_type,{_field_type(v)}}}"
+    return None if v in ("drop-head", "reject-publish", "reject-publish-dlx") else "invalid_overflow"
+
+
+def _check_queue_mode(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"{{unacceptable_type,{_field_type(v)}}}"
+    return None if v in ("default", "lazy") else f"\"unsupported queue mode '{v}'\""
+
+
+def _check_bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"{{unacceptable_type,{_field_type(v)}}}"
+
+
+#: RabbitMQ 3.10 x-max-priority upper bound (?MAX_SUPPORTED_PRIORITY).
+MAX_PRIORITY = 255
+#: Rounds of dead-lettering one drain runs (dead letters whose publishes make more); cycles are cut by
+#: rabbit_dead_letter's rule first, this only bounds pathological topologies.
+DEAD_LETTER_ROUNDS = 100
+_QUEUE_ARG_CHECKS: tuple[tuple[str, Any], ...] = (
+    ("x-expires", _check_expires), ("x-message-ttl", _non_neg), ("x-dead-letter-exchange", _check_longstr),
+    ("x-dead-letter-routing-key", None), ("x-max-length", _non_neg), ("x-max-length-bytes", _non_neg),
+    ("x-max-in-memory-length", _non_neg), ("x-max-in-memory-bytes", _non_neg),
+    ("x-max-priority", _check_max_priority), ("x-overflow", _check_overflow), ("x-queue-mode", _check_queue_mode),
+    ("x-single-active-consumer", _check_bool))
+
+
+def _check_queue_args(name: str, args: dict | None) -> None:
+    """A new queue's arguments as rabbit_channel / rabbit_amqqueue check them: first the dead-letter
+    exchange's type (rabbit_misc r_arg), then each declare argument in order; 406 PRECONDITION_FAILED."""
+    if not args:
+        return
+    dlx = args.get("x-dead-letter-exchange")
+    if dlx is not None and not isinstance(dlx, str):
+        raise ChannelError(PRECONDITION_FAILED, f"invalid type '{_field_type(dlx)}' for arg "
+                                                f"'x-dead-letter-exchange' in {_rs('queue', name)}")
+    for key, check in _QUEUE_ARG_CHECKS:
+        if key not in args:
+            continue
+        v = args[key]
+        err = _check_dlrk(v, args) if check is None else check(v)
+        if err is not None:
+            raise ChannelError(PRECONDITION_FAILED, f"invalid arg '{key}' for {_rs('queue', name)}: {err}")
+
+
+def _parse_expiration(text: str) -> tuple[int | None, str | None]:
+    """rabbit_basic parse_expiration (Erlang string:to_integer then check_expiry): (ms, None) or
+    (None, error term as RabbitMQ 3.10.8 prints it)."""
+    i = 0
+    if text[:1] in ("+", "-"):
+        i = 1
+    j = i
+    while j < len(text) and text[j].isdigit() and text[j].isascii():
+        j += 1
+    if j == i:
+        return None, "no_integer"
+    n = int(text[:j])
+    if j < len(text):
+        return None, f'{{leftover_string,"{text[j:]}"}}'
+    if n < 0:
+        return None, f"{{value_negative,{n}}}"
+    return n, None
+
+
 def _exchange_error(e: ExchangeError) -> "ChannelError":
     """Core exchange errors with RabbitMQ's codes and texts (rabbit_channel, rabbit_exchange)."""
     code = _EXCHANGE_CODES.get(type(e), PRECONDITION_FAILED)
@@ -189,10 +312,10 @@ class ChannelError(Exception):
 
 
 class Consumer:
-    __slots__ = ("channel", "tag", "queue", "no_ack", "prefetch", "unacked", "exclusive")
+    __slots__ = ("channel", "tag", "queue", "no_ack", "prefetch", "unacked", "exclusive", "priority")
 
     def __init__(self, channel: "Channel", tag: str, queue: str, no_ack: bool, prefetch: int,
-                 exclusive: bool) -> None:
+                 exclusive: bool, priority: int = 0) -> None:
         self.channel = channel
         self.tag = tag
         self.queue = queue
@@ -200,6 +323,7 @@ class Consumer:
         self.prefetch = prefetch
         self.unacked = 0
         self.exclusive = exclusive
+        self.priority = priority  # basic.consume x-priority (consumer-priority.html)
 
     def has_capacity(self) -> bool:
         ch = self.channel
@@ -218,7 +342,7 @@ class Consumer:
 
 class Channel:
     __slots__ = ("id", "session", "unacked", "next_tag", "confirm", "publish_seq", "prefetch",
-                 "global_prefetch", "consumers", "closing", "active")
+                 "global_prefetch", "consumers", "closing", "active", "tx", "tx_acks")
 
     def __init__(self, session: "AmqpSession", channel_id: int) -> None:
         self.id = channel_id
@@ -233,34 +357,144 @@ class Channel:
         self.consumers: dict[str, Consumer] = {}
         self.closing = False
         self.active = True  # channel.flow
+        #: tx.select'ed: the publishes of the open transaction (None: not transactional)
+        self.tx: list[Publish] | None = None
+        #: settlements of the open transaction: (requeue: None = ack, bool = reject/nack, {tag: entry})
+        self.tx_acks: list[tuple[bool | None, dict]] = []
 
 
-class AmqpBroker:
-    """Broker-wide AMQP state: consumers per queue and exclusive owners. Event-loop thread only."""
+#: Seconds between two resource checks (RabbitMQ: memory every 2.5 s, disk every 10 s at most). One check
+#: reads /proc/self/statm and calls statvfs: a few microseconds.
+ALARM_CHECK_INTERVAL = 0.5
+#: rabbit_reader: the reason of connection.blocked is "low on " + the alarms joined by " & ".
+ALARM_NAMES = ("memory", "disk")
+try:
+    _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):  # pragma: no cover
+    _PAGE_SIZE = 4096
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):  # not Linux: no memory alarm
+        return 0
+
+
+class AmqpNode:
+    """Server-wide AMQP state: access control, one ``AmqpBroker`` per vhost, resource alarms and the
+    connections they block. Event-loop thread only."""
 
     def __init__(self, server: "BrokerServer") -> None:
         self.server = server
+        settings = server.settings.amqp
+        access = getattr(server, "access", None)
+        if access is None:  # a server that did not configure access control: the settings' users, in memory
+            from omnibus.core.auth import AccessControl
+
+            access = AccessControl(None)
+            access.configure(default_user=settings.default_user, default_pass=settings.default_pass,
+                             default_vhost=settings.default_vhost, users=settings.users)
+        self.access = access
+        self.loopback_users = frozenset(settings.loopback_users)
+        self.brokers: dict[str, AmqpBroker] = {}
+        #: resource alarms on now ("memory", "disk"), the limits (0 = off; tests may change them)
+        self.alarms: set[str] = set()
+        self.memory_high_watermark = settings.memory_high_watermark_bytes
+        self.disk_free_limit = settings.disk_free_limit_bytes
+        self.blocked: set["AmqpSession"] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._check_alarms()
+        server.closers.append(self.close)
+
+    @classmethod
+    def of(cls, server: "BrokerServer") -> "AmqpNode":
+        node = getattr(server, "amqp_node", None)
+        if node is None:
+            node = server.amqp_node = cls(server)
+        return node
+
+    def broker(self, vhost: str) -> "AmqpBroker":
+        broker = self.brokers.get(vhost)
+        if broker is None:
+            broker = self.brokers[vhost] = AmqpBroker(self.server, vhost)
+        return broker
+
+    def open_vhost(self, name: str) -> "VirtualHost | None":
+        """The core vhost ``name``, opened on first use if access control knows it; None if unknown."""
+        vh = self.server.vhosts.get(name)
+        if vh is None and self.access.vhost_exists(name):
+            opener = getattr(self.server, "_open_vhost", None)
+            vh = opener(name) if opener is not None else None
+        return vh
+
+    # -- resource alarms (rabbit_alarm) ------------------------------------------------------------------
+    def _check_alarms(self) -> None:
+        alarms = set()
+        if self.memory_high_watermark > 0 and _rss_bytes() > self.memory_high_watermark:
+            alarms.add("memory")
+        if self.disk_free_limit > 0:
+            try:
+                st = os.statvfs(self.server.data_dir)
+                if st.f_bavail * st.f_frsize < self.disk_free_limit:
+                    alarms.add("disk")
+            except OSError:
+                pass
+        if alarms != self.alarms:
+            self.alarms = alarms
+            if not alarms:
+                blocked, self.blocked = self.blocked, set()
+                for session in blocked:
+                    session.alarm_cleared()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover
+            return
+        self._timer = loop.call_later(ALARM_CHECK_INTERVAL, self._check_alarms)
+
+    def blocked_reason(self) -> str:
+        return "low on " + " & ".join(a for a in ALARM_NAMES if a in self.alarms)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class AmqpBroker:
+    """One vhost's AMQP state: consumers per queue and exclusive owners. Event-loop thread only."""
+
+    def __init__(self, server: "BrokerServer", name: str = DEFAULT_VHOST) -> None:
+        self.server = server
+        self.name = name
         self.consumers: dict[str, list[Consumer]] = {}
         self.rr: dict[str, int] = {}
         self.owners: dict[str, "AmqpSession"] = {}  # exclusive queue -> owning connection
         self.had_consumers: set[str] = set()
+        #: queues whose consumers are served by _pump_special (single active consumer, x-priority)
+        self.special: set[str] = set()
+        self._ttl_timers: dict[str, tuple[int, asyncio.TimerHandle, Queue]] = {}  # at the head's expiry
+        self._idle_timers: dict[str, asyncio.TimerHandle] = {}  # x-expires
+        self._dead_queues: list[Queue] = []  # queues with dead letters to route
+        self._dead_scheduled = False
+        self._attach()
 
     @classmethod
-    def of(cls, server: "BrokerServer") -> "AmqpBroker":
-        broker = getattr(server, "amqp", None)
-        if broker is None:
-            broker = server.amqp = cls(server)
-        return broker
+    def of(cls, server: "BrokerServer", vhost: str = DEFAULT_VHOST) -> "AmqpBroker":
+        return AmqpNode.of(server).broker(vhost)
 
     @property
     def vhost(self) -> "VirtualHost":
-        return self.server.vhosts[DEFAULT_VHOST]
+        return self.server.vhosts[self.name]
 
     def pump(self, name: str) -> None:
         """Hand ready messages of queue ``name`` to its consumers, round-robin. Hot path."""
         consumers = self.consumers.get(name)
         if not consumers:
             return
+        if name in self.special:
+            return self._pump_special(name, consumers)
         queue = self.vhost.queues.get(name)
         if queue is None:
             return
@@ -298,9 +532,16 @@ class AmqpBroker:
             if not lst:
                 del self.consumers[c.queue]
                 self.rr.pop(c.queue, None)
+                self.special.discard(c.queue)
                 queue = self.vhost.queues.get(c.queue)
                 if queue is not None and queue.auto_delete and c.queue in self.had_consumers:
                     self.delete_queue(c.queue)
+                elif queue is not None and queue.expires is not None:
+                    queue.touch()  # unused from now: the x-expires period starts again
+                    self.arm_expires(queue)
+            elif c.queue in self.special:
+                self._update_special(c.queue)
+                self.pump(c.queue)  # a single active consumer went: the next one takes over
 
     def delete_queue(self, name: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
         consumers = list(self.consumers.get(name, ()))
@@ -309,12 +550,230 @@ class AmqpBroker:
         self.rr.pop(name, None)
         self.owners.pop(name, None)
         self.had_consumers.discard(name)
+        self.special.discard(name)
+        for timers in (self._idle_timers, self._ttl_timers):
+            t = timers.pop(name, None)
+            if t is not None:
+                (t if isinstance(t, asyncio.TimerHandle) else t[1]).cancel()
         for c in consumers:  # server-sent basic.cancel (consumer_cancel_notify)
             ch = c.channel
             ch.consumers.pop(c.tag, None)
             if not ch.closing:
                 ch.session.conn.write(ch.session.amqp.send(ch.id, m.BasicCancel(c.tag, True)))
         return count
+
+    # -- queue features (TTL, x-expires, dead-lettering, length limits, SAC, consumer priority) ----------
+    # Strategy: the core queue does the per-queue bookkeeping (core/queues.py); here live what needs the
+    # event loop or AMQP: timers, dead-letter routing with the x-death properties, and the pump variant
+    # for single-active-consumer queues and consumers with x-priority. Queues without these features are
+    # never touched by this code (``special`` and ``q.timed``/``q.limited`` are checked per call).
+    def _attach(self) -> None:
+        """Hook the vhost's queues (restored ones too) to this broker: dead letters, timers."""
+        vh = self.server.vhosts.get(self.name)
+        if vh is None or vh.on_dead == self._on_dead:
+            return
+        vh.on_dead = self._on_dead
+        for q in vh.queues.values():
+            self.queue_created(q)
+
+    def queue_created(self, q: "Queue") -> None:
+        q.on_dead = self._on_dead
+        self.arm_expires(q)
+        self.schedule_expiry(q)
+
+    def _update_special(self, name: str) -> None:
+        """A queue's consumers need ``_pump_special``: single active consumer, or consumer priorities."""
+        q = self.vhost.queues.get(name)
+        lst = self.consumers.get(name)
+        if q is not None and lst and (q.single_active_consumer or any(c.priority for c in lst)):
+            self.special.add(name)
+        else:
+            self.special.discard(name)
+
+    def _send(self, c: "Consumer", name: str, queue: "Queue", d: Any) -> None:
+        ch = c.channel
+        tag = ch.next_tag
+        ch.next_tag = tag + 1
+        msg = d.message
+        if c.no_ack:
+            queue.ack(d.offset)
+        else:
+            ch.unacked[tag] = (name, d.offset, c)
+            c.unacked += 1
+        session = ch.session
+        session.conn.write(session.amqp.deliver(ch.id, c.tag, tag, d.redelivered, msg.exchange,
+                                                msg.routing_key, msg.properties, bytes(msg.body)))
+
+    def _pump_special(self, name: str, consumers: list["Consumer"]) -> None:
+        """pump for a single-active-consumer queue (only the first registered consumer gets messages;
+        the next one takes over when it goes, rabbit_queue_consumers) or for consumers with x-priority
+        (the highest priority with prefetch capacity gets the message, round-robin within a priority)."""
+        queue = self.vhost.queues.get(name)
+        if queue is None:
+            return
+        if queue.single_active_consumer:
+            c = consumers[0]
+            while queue.message_count and c.has_capacity():
+                d = queue.deliver_next()
+                if d is None:
+                    break
+                self._send(c, name, queue, d)
+            return
+        groups: dict[int, list[Consumer]] = {}
+        for c in consumers:
+            groups.setdefault(c.priority, []).append(c)
+        order = [groups[p] for p in sorted(groups, reverse=True)]
+        rr = self.rr.get(name, 0)
+        while queue.message_count:
+            chosen = None
+            for g in order:
+                n = len(g)
+                for i in range(n):
+                    c = g[(rr + i) % n]
+                    if c.has_capacity():
+                        chosen = c
+                        rr += i + 1
+                        break
+                if chosen is not None:
+                    break
+            if chosen is None:
+                break
+            d = queue.deliver_next()
+            if d is None:
+                break
+            self._send(chosen, name, queue, d)
+        self.rr[name] = rr
+
+    def after_publish(self, q: "Queue") -> None:
+        """After a publish to a queue with limits or TTL was pumped: drop over the length limit
+        (drop-head), drop expired heads (TTL 0: what no consumer took at once), arm the expiry timer."""
+        if q.limited:
+            q.enforce_limits()
+        if q.timed:
+            q.expire_head()
+            self.schedule_expiry(q)
+
+    # TTL timers: one per queue, at the head's expiry; a timer that finds nothing expired re-arms itself
+    def schedule_expiry(self, q: "Queue") -> None:
+        if not q.timed:
+            return
+        exp = q.next_expiry()
+        if exp is None:
+            return
+        cur = self._ttl_timers.get(q.name)
+        if cur is not None:
+            if cur[0] <= exp and cur[2] is q:
+                return
+            cur[1].cancel()
+        delay = max(0, exp - q.clock.now_ms() + 1) / 1000
+        handle = asyncio.get_running_loop().call_later(delay, self._ttl_fire, q)
+        self._ttl_timers[q.name] = (exp, handle, q)
+
+    def _ttl_fire(self, q: "Queue") -> None:
+        cur = self._ttl_timers.get(q.name)
+        if cur is not None and cur[2] is q:
+            del self._ttl_timers[q.name]
+        if self.vhost.queues.get(q.name) is not q:
+            return
+        q.expire_head()
+        self.drain_dead()
+        self.schedule_expiry(q)
+
+    # x-expires: a queue unused (no consumer, no basic.get, no re-declare) for the period is deleted
+    def arm_expires(self, q: "Queue", delay: float | None = None) -> None:
+        if q.expires is None or q.name in self._idle_timers:
+            return
+        delay = q.expires / 1000 if delay is None else delay
+        self._idle_timers[q.name] = asyncio.get_running_loop().call_later(delay, self._idle_fire, q)
+
+    def _idle_fire(self, q: "Queue") -> None:
+        self._idle_timers.pop(q.name, None)
+        if self.vhost.queues.get(q.name) is not q or self.consumers.get(q.name):
+            return  # gone, or in use (the last consumer's cancel re-arms)
+        left = q.expires / 1000 - (q.clock.monotonic() - q.last_used)
+        if left > 0.0005:
+            self.arm_expires(q, left)
+            return
+        self.delete_queue(q.name)  # its messages are not dead-lettered (dlx.html)
+
+    # dead-lettering (rabbit_dead_letter): route a copy with x-death to the queue's DLX
+    def _on_dead(self, q: "Queue") -> None:
+        self._dead_queues.append(q)
+        if not self._dead_scheduled:
+            self._dead_scheduled = True
+            asyncio.get_running_loop().call_soon(self.drain_dead)
+
+    def drain_dead(self) -> None:
+        """Route every pending dead letter (and those their publishes cause, e.g. a full target queue),
+        one batch per target queue per round."""
+        self._dead_scheduled = False
+        rounds = 0
+        while self._dead_queues and rounds < DEAD_LETTER_ROUNDS:
+            rounds += 1
+            queues, self._dead_queues = self._dead_queues, []
+            per_queue: dict[str, list[Message]] = {}
+            for q in queues:
+                for msg, reason in q.take_dead_letters():
+                    self._route_dead(q, msg, reason, per_queue)
+            if per_queue:
+                self.enqueue(per_queue)
+        self._dead_queues.clear()
+
+    def _route_dead(self, q: "Queue", msg: Message, reason: str, per_queue: dict[str, list[Message]]) -> None:
+        vh = self.vhost
+        dlx = q.dead_letter_exchange
+        if dlx is None or dlx not in vh.exchanges:
+            return  # a DLX that does not exist: dropped silently, as RabbitMQ
+        raw = msg.properties or EMPTY_PROPERTIES
+        try:
+            props = decode_properties(raw)
+        except PropertiesError:  # pragma: no cover (checked when published)
+            raw, props = EMPTY_PROPERTIES, decode_properties(EMPTY_PROPERTIES)
+        old = props.headers or {}
+        dlrk = q.dead_letter_routing_key
+        new = deadletter.dead_letter_headers(
+            old, queue=q.name, reason=reason, exchange=msg.exchange, routing_key=msg.routing_key,
+            dead_letter_routing_key=dlrk, time=Timestamp(vh.clock.now_ms() // 1000), expiration=props.expiration)
+        changed = {k: new[k] for k in new if k not in old or k == deadletter.X_DEATH}
+        raw = patch_headers(raw, set=changed, remove=("CC",) if dlrk is not None and "CC" in old else ())
+        if props.expiration is not None:
+            raw = patch_properties(raw, expiration=None)
+        keys = [dlrk] if dlrk is not None else deadletter.death_routing_keys(msg.routing_key, old)
+        x = vh.exchanges.get(dlx)
+        route_headers = new if x is not None and x.type == "headers" else None
+        dests: list[str] = []
+        for key in keys:
+            try:
+                routed = vh.exchanges.route(dlx, key, route_headers)
+            except ExchangeNotFound:  # pragma: no cover
+                return
+            for d in routed:
+                if d.__class__ is str and d in vh.queues and d not in dests:
+                    dests.append(d)
+        if reason != REJECTED:
+            deaths = new.get(deadletter.X_DEATH)
+            dests = [d for d in dests if not deadletter.is_cycle(d, deaths)]
+        if not dests:
+            return
+        headers = msg.headers
+        if headers is not None and HDR_EXPIRES in headers:
+            headers = {k: v for k, v in headers.items() if k != HDR_EXPIRES} or None
+        copy = Message(keys[0], msg.body, headers, raw, exchange=dlx)
+        for d in dests:
+            per_queue.setdefault(d, []).append(copy)
+
+    def enqueue(self, per_queue: dict[str, list[Message]]) -> None:
+        """Append messages that need no confirm (dead letters) to their queues, then pump them."""
+        queues = self.vhost.queues
+        for name, msgs in per_queue.items():
+            q = queues.get(name)
+            if q is not None:
+                q.publish_admitted(msgs)
+        for name in per_queue:
+            q = queues.get(name)
+            if q is not None:
+                self.pump(name)
+                self.after_publish(q)
 
 
 class AmqpSession:
@@ -323,11 +782,21 @@ class AmqpSession:
     def __init__(self, conn: "Connection", server: "BrokerServer") -> None:
         self.conn = conn
         self.server = server
-        self.broker = AmqpBroker.of(server)
+        self.node = AmqpNode.of(server)
+        self.broker = self.node.broker(DEFAULT_VHOST)  # the vhost's, from connection.open on
         limits = server.settings.limits
-        self.amqp = AMQPConnection(max_message_size=min(fr.MAX_MESSAGE_SIZE, limits.max_frame_bytes))
+        tune = server.settings.amqp
+        self.amqp = AMQPConnection(max_message_size=min(fr.MAX_MESSAGE_SIZE, limits.max_frame_bytes),
+                                   frame_max=tune.frame_max, channel_max=tune.channel_max,
+                                   heartbeat=tune.heartbeat)
         self.channels: dict[int, Channel] = {}
         self.user = ""
+        self.vhost_name = DEFAULT_VHOST
+        #: the user's permissions on the vhost; None = everything allowed (no check on the hot paths)
+        self.perms: Permissions | None = None
+        self.blocked_capable = False  # client_properties capabilities "connection.blocked"
+        self.alarm_blocked = False  # not read while a resource alarm is on (we published meanwhile)
+        self._sent_blocked = False
         self.closed = False
         self.last_recv = time.monotonic()
         self._heartbeat_timer: asyncio.TimerHandle | None = None
@@ -346,6 +815,7 @@ class AmqpSession:
         if self.closed:
             return
         self.last_recv = time.monotonic()
+        _current_vhost[0] = self.vhost_name
         self.amqp.receive_data(data)
         for ev in self.amqp.events():
             if type(ev) is Publish:
@@ -414,6 +884,8 @@ class AmqpSession:
                 raise ChannelError(CHANNEL_ERROR, "expected 'channel.open'")  # codec normally catches this
             if ch is not None and ch.closing and type(method) not in (m.ChannelClose, m.ChannelCloseOk):
                 return  # RabbitMQ drops methods on a closing channel
+            if self.perms is not None:
+                self._authorize(method)
             handler(self, ch_id, ch, method)
         else:
             handler(self, 0, None, method)
@@ -421,9 +893,11 @@ class AmqpSession:
     # connection class
     def _start_ok(self, _id, _ch, method) -> None:
         user, password = _credentials(method.mechanism, method.response)
-        if (user, password) != DEFAULT_USER and not self._config_user_ok(user, password):
-            caps = (method.client_properties or {}).get("capabilities") or {}
-            if not (isinstance(caps, dict) and caps.get("authentication_failure_close")):
+        caps = (method.client_properties or {}).get("capabilities") or {}
+        caps = caps if isinstance(caps, dict) else {}
+        self.blocked_capable = bool(caps.get("connection.blocked"))
+        if not self._config_user_ok(user, password):
+            if not caps.get("authentication_failure_close"):
                 self._close()  # RabbitMQ tells only clients that announce the capability; others see a close
                 return
             mech = method.mechanism.decode() if isinstance(method.mechanism, bytes) else method.mechanism
@@ -434,20 +908,81 @@ class AmqpSession:
             self._await_close_ok()
             return
         self.user = user
-        self.conn.write(self.amqp.send(0, m.ConnectionTune(fr.CHANNEL_MAX_DEFAULT, fr.FRAME_MAX_DEFAULT,
-                                                           fr.HEARTBEAT_DEFAULT)))
+        a = self.amqp
+        self.conn.write(a.send(0, m.ConnectionTune(a.server_channel_max, a.server_frame_max, a.server_heartbeat)))
 
     def _config_user_ok(self, user: str, password: str) -> bool:
-        return False  # users from config and the metadata store: not built yet
+        """rabbit_access_control check_user_pass_login, then check_user_loopback: a loopback user (the
+        default ``guest``) only from a loopback address."""
+        node = self.node
+        if not node.access.authenticate(user, password):
+            return False
+        if user in node.loopback_users:
+            peer = self.conn.transport.get_extra_info("peername") if self.conn.transport is not None else None
+            host = peer[0] if isinstance(peer, (tuple, list)) and peer else None
+            return is_loopback(host)
+        return True
 
     def _tune_ok(self, _id, _ch, method) -> None:
         if self.amqp.heartbeat:
             self._schedule_heartbeat()
 
     def _open(self, _id, _ch, method) -> None:
-        if method.virtual_host not in (DEFAULT_VHOST, ""):
-            raise ChannelError(NOT_ALLOWED, f"vhost {method.virtual_host} not found")
+        """rabbit_reader connection.open: an unknown vhost is "not found" (the vhost limit check comes
+        first), then rabbit_access_control check_vhost_access (530 both, observed on 3.10.8)."""
+        node = self.node
+        name = method.virtual_host or self.server.settings.amqp.default_vhost
+        if not node.access.vhost_exists(name) or node.open_vhost(name) is None:
+            raise ChannelError(NOT_ALLOWED, f"vhost {name} not found")
+        if not node.access.check_vhost_access(self.user, name):
+            raise ChannelError(NOT_ALLOWED, f"access to vhost '{name}' refused for user '{self.user}'")
+        perms = node.access.permissions(self.user, name)
+        self.perms = None if perms is None or perms.as_tuple() == FULL_ACCESS else perms
+        self.vhost_name = _current_vhost[0] = name
+        self.broker = node.broker(name)
         self.conn.write(self.amqp.send(0, m.ConnectionOpenOk("")))
+
+    # access control (rabbit_channel check_*_permitted; the default exchange is checked as amq.default)
+    def _check(self, permission: str, kind: str, name: str) -> None:
+        perms = self.perms
+        if perms is not None and not perms.allows(permission, name):
+            raise ChannelError(ACCESS_REFUSED, refused_text(kind, name, self.vhost_name, self.user))
+
+    def _authorize(self, method: Any) -> None:
+        """The resources rabbit_channel checks before handling ``method``, in its order (queue.declare
+        checks the name it settles on, in ``_queue_declare``; basic.publish in ``_flush_publishes``)."""
+        t = type(method)
+        if t is m.QueueDelete:
+            self._check(CONFIGURE, "queue", method.queue)
+        elif t is m.QueuePurge or t is m.BasicConsume or t is m.BasicGet:
+            self._check(READ, "queue", method.queue)
+        elif t is m.QueueBind or t is m.QueueUnbind:
+            self._check(WRITE, "queue", method.queue)
+            if method.exchange:  # the default exchange is refused by the handler first
+                self._check(READ, "exchange", method.exchange)
+        elif t is m.ExchangeBind or t is m.ExchangeUnbind:
+            self._check(WRITE, "exchange", method.destination or "amq.default")
+            if method.source and method.destination:
+                self._check(READ, "exchange", method.source)
+        elif t is m.ExchangeDeclare:
+            if not method.passive and method.exchange:
+                self._check(CONFIGURE, "exchange", method.exchange)
+                ae = (method.arguments or {}).get("alternate-exchange")
+                if isinstance(ae, (str, bytes)) and method.exchange not in self.broker.vhost.exchanges:
+                    self._check(READ, "exchange", method.exchange)
+                    self._check(WRITE, "exchange", _erl(ae))
+        elif t is m.ExchangeDelete:
+            if method.exchange and not method.exchange.startswith("amq."):  # system ones: 403 by the handler
+                self._check(CONFIGURE, "exchange", method.exchange)
+
+    def _check_declare(self, name: str, arguments: Any) -> None:
+        """queue.declare: configure on the queue; a new queue with a dead-letter exchange also needs read
+        on itself and write on that exchange (rabbit_channel)."""
+        self._check(CONFIGURE, "queue", name)
+        dlx = (arguments or {}).get("x-dead-letter-exchange")
+        if isinstance(dlx, (str, bytes)) and name not in self.broker.vhost.queues:
+            self._check(READ, "queue", name)
+            self._check(WRITE, "exchange", _erl(dlx) or "amq.default")
 
     def _connection_close(self, _id, _ch, method) -> None:
         for ch_id in list(self.channels):
@@ -563,12 +1098,16 @@ class AmqpSession:
                 name = "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
             elif name.startswith("amq."):
                 raise ChannelError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
+            if self.perms is not None:
+                self._check_declare(name, method.arguments)
             self._check_owner(name)
             durable = bool(method.durable) and not method.exclusive  # rabbit_channel: exclusive ⇒ transient
             q = vh.queues.get(name)
             if q is not None:
                 self._assert_equivalent(q, method, durable)
+                q.touch()
             else:
+                _check_queue_args(name, method.arguments)
                 try:
                     q, created = vh.declare_queue(name, durable=durable, exclusive=bool(method.exclusive),
                                                   auto_delete=bool(method.auto_delete), arguments=method.arguments)
@@ -577,6 +1116,7 @@ class AmqpSession:
                 if method.exclusive:
                     broker.owners[name] = self
                     self.exclusive.add(name)
+                broker.queue_created(q)
         if not method.nowait:
             consumers = len(broker.consumers.get(name, ()))
             self.conn.write(fr.method_frame(ch_id, m.QueueDeclareOk(name, q.message_count, consumers)))
@@ -665,17 +1205,24 @@ class AmqpSession:
     def _consume(self, ch_id, ch, method) -> None:
         broker = self.broker
         name = method.queue
-        self._queue(name)
+        q = self._queue(name)
+        priority = (method.arguments or {}).get("x-priority", 0)
+        if priority is not None and (err := _want_int(priority)):  # rabbit_amqqueue consume_args
+            raise ChannelError(PRECONDITION_FAILED, f"invalid arg 'x-priority' for {_rs('queue', name)}: {err}")
         tag = method.consumer_tag or "amq.ctag-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
         if tag in ch.consumers:
             raise ChannelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
         existing = broker.consumers.get(name, [])
         if existing and (method.exclusive or any(c.exclusive for c in existing)):
-            raise ChannelError(ACCESS_REFUSED, f"queue '{name}' in vhost '{DEFAULT_VHOST}' in exclusive use")
-        c = Consumer(ch, tag, name, bool(method.no_ack), ch.prefetch, bool(method.exclusive))
+            raise ChannelError(ACCESS_REFUSED, f"{_rs('queue', name)} in exclusive use")
+        c = Consumer(ch, tag, name, bool(method.no_ack), ch.prefetch, bool(method.exclusive), priority or 0)
         ch.consumers[tag] = c
         broker.consumers.setdefault(name, []).append(c)
         broker.had_consumers.add(name)
+        if priority or getattr(q, "single_active_consumer", False):
+            broker._update_special(name)
+        if getattr(q, "expires", None) is not None:
+            q.touch()
         if not method.nowait:
             self.conn.write(fr.method_frame(ch_id, m.BasicConsumeOk(tag)))
         broker.pump(name)
@@ -689,7 +1236,13 @@ class AmqpSession:
 
     def _get(self, ch_id, ch, method) -> None:
         q = self._queue(method.queue)
+        if q.timed:  # an expired head is never returned (TTL 0: nothing waits for a get)
+            q.expire_head()
+        if q.expires is not None:
+            q.touch()
         d = q.deliver_next()
+        if q.dead_letters:
+            self.broker.drain_dead()
         if d is None:
             self.conn.write(fr.method_frame(ch_id, m.BasicGetEmpty("")))
             return
@@ -712,7 +1265,8 @@ class AmqpSession:
         return [tag]
 
     def _settle(self, ch: Channel, tags: list[int], requeue: bool | None) -> None:
-        """ack (requeue None), or reject/nack with requeue True/False (False: discarded, no DLX yet)."""
+        """ack (requeue None), or reject/nack with requeue True/False (False: dead-lettered when the
+        queue has a dead-letter exchange, else discarded)."""
         vh = self.broker.vhost
         touched = set()
         for t in tags:
@@ -727,20 +1281,36 @@ class AmqpSession:
             else:
                 q.reject(offset, requeue)
             touched.add(name)
+        broker = self.broker
         for name in touched:
-            self.broker.pump(name)
+            broker.pump(name)
+            if requeue:
+                q = vh.queues.get(name)
+                if q is not None and q.timed:
+                    broker.schedule_expiry(q)
+        if requeue is False:
+            broker.drain_dead()
         if ch.global_prefetch:  # channel-wide capacity freed: every consumer of the channel may go on
             for c in list(ch.consumers.values()):
                 self.broker.pump(c.queue)
 
+    def _settle_or_hold(self, ch: Channel, tags: list[int], requeue: bool | None) -> None:
+        """Settle now, or, in a transaction, take the deliveries off the unacked map until tx.commit
+        (rabbit_channel: a second ack of the same tag is then an unknown tag, as in RabbitMQ)."""
+        if ch.tx is None:
+            self._settle(ch, tags, requeue)
+        elif tags:
+            unacked = ch.unacked
+            ch.tx_acks.append((requeue, {t: unacked.pop(t) for t in tags}))
+
     def _ack(self, ch_id, ch, method) -> None:
-        self._settle(ch, self._tags(ch, method.delivery_tag, method.multiple), None)
+        self._settle_or_hold(ch, self._tags(ch, method.delivery_tag, method.multiple), None)
 
     def _nack(self, ch_id, ch, method) -> None:
-        self._settle(ch, self._tags(ch, method.delivery_tag, method.multiple), bool(method.requeue))
+        self._settle_or_hold(ch, self._tags(ch, method.delivery_tag, method.multiple), bool(method.requeue))
 
     def _reject(self, ch_id, ch, method) -> None:
-        self._settle(ch, self._tags(ch, method.delivery_tag, False), bool(method.requeue))
+        self._settle_or_hold(ch, self._tags(ch, method.delivery_tag, False), bool(method.requeue))
 
     def _recover(self, ch_id, ch, method) -> None:
         if not method.requeue:  # rabbit_channel basic.recover_async requeue=false
@@ -750,22 +1320,71 @@ class AmqpSession:
             self.conn.write(fr.method_frame(ch_id, m.BasicRecoverOk()))
 
     def _confirm_select(self, ch_id, ch, method) -> None:
+        if ch.tx is not None:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
         ch.confirm = True
         if not method.nowait:
             self.conn.write(fr.method_frame(ch_id, m.ConfirmSelectOk()))
 
-    def _tx(self, ch_id, ch, method) -> None:
-        raise ChannelError(NOT_IMPLEMENTED, "transactions (tx.*) are not implemented yet")
+    # tx class (rabbit_channel: publishes and settlements wait in the channel until commit)
+    def _tx_select(self, ch_id, ch, method) -> None:
+        if ch.confirm:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
+        if ch.tx is None:
+            ch.tx = []
+        self.conn.write(fr.method_frame(ch_id, m.TxSelectOk()))
+
+    def _tx_commit(self, ch_id, ch, method) -> None:
+        if ch.tx is None:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        publishes, ch.tx = ch.tx, []
+        acks, ch.tx_acks = ch.tx_acks, []
+        appended = self._flush_publishes(publishes) if publishes else {}
+        for requeue, entries in acks:
+            ch.unacked.update(entries)
+            self._settle(ch, sorted(entries), requeue)
+        if ch.closing or self.closed:
+            return
+        queues = self.broker.vhost.queues
+        logs = [(queues[n].log, off) for n, off in appended.items() if n in queues]
+        if not logs:
+            self.conn.write(fr.method_frame(ch_id, m.TxCommitOk()))
+            return
+        remaining = [len(logs)]
+
+        def durable() -> None:  # commit-ok once every message of the transaction is durable
+            remaining[0] -= 1
+            if remaining[0] == 0 and not self.closed and not ch.closing:
+                self.conn.write(fr.method_frame(ch_id, m.TxCommitOk()))
+
+        for log, offset in logs:
+            log.when_durable(offset, durable)
+
+    def _tx_rollback(self, ch_id, ch, method) -> None:
+        if ch.tx is None:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        ch.tx = []
+        for _, entries in ch.tx_acks:  # back to unacked (rabbit_channel tx.rollback), not requeued
+            ch.unacked.update(entries)
+        ch.tx_acks = []
+        self.conn.write(fr.method_frame(ch_id, m.TxRollbackOk()))
 
     # -- publish path ----------------------------------------------------------------------------------
-    def _flush_publishes(self) -> None:
-        """Route and append the publishes gathered from one read; one batch per queue. Hot path."""
-        publishes, self._publishes = self._publishes, []
+    def _flush_publishes(self, committed: list[Publish] | None = None) -> dict[str, int]:
+        """Route and append the publishes gathered from one read (or ``committed``: a transaction's, at
+        tx.commit); one batch per queue. Returns {queue: last offset appended}. Hot path."""
+        if committed is None:
+            publishes, self._publishes = self._publishes, []
+            if self.node.alarms and not self.alarm_blocked:
+                self._alarm_block()
+        else:
+            publishes = committed
+        perms = self.perms
         broker = self.broker
         vh = broker.vhost
         exchanges = vh.exchanges
         per_queue: dict[str, list[Message]] = {}
-        waits: list[tuple[Channel, int, list[str]]] = []  # confirm channel, tag, queues appended to
+        waits: list[tuple[Channel, int, list[str], Message]] = []  # confirm channel, tag, queues, message
         to_nats: list[tuple[str, bytes]] = []
         for p in publishes:
             ch = self.channels.get(p.channel)
@@ -773,6 +1392,10 @@ class AmqpSession:
                 continue
             if ch.confirm:
                 ch.publish_seq += 1
+            if perms is not None and not perms.allows(WRITE, p.exchange or "amq.default"):
+                self._error(p.channel, ACCESS_REFUSED, refused_text("exchange", p.exchange or "amq.default",
+                                                                    self.vhost_name, self.user), m.BasicPublish)
+                continue
             x = exchanges.get(p.exchange)
             if x is None:
                 self._error(p.channel, NOT_FOUND, _vh(f"no exchange '{p.exchange}'"), m.BasicPublish)
@@ -781,6 +1404,15 @@ class AmqpSession:
                 self._error(p.channel, ACCESS_REFUSED, _vh(f"cannot publish to internal exchange '{p.exchange}'"),
                             m.BasicPublish)
                 continue
+            extra = None
+            props = p.properties
+            if props and props[0] & 0x09:  # expiration (flag bit 7) or priority (bit 4) set: rare, decode
+                extra = self._message_extras(p)
+                if extra is False:
+                    continue
+            if ch.tx is not None and committed is None:
+                ch.tx.append(p)  # checked now, routed and appended at tx.commit
+                continue
             headers = None
             if x.type == "headers" and p.properties:
                 headers = decode_properties(p.properties).headers or {}
@@ -788,8 +1420,11 @@ class AmqpSession:
                 dests = exchanges.route(p.exchange, p.routing_key, headers)
             except ExchangeNotFound:
                 dests = ()
-            msg = Message(p.routing_key, p.body, None, p.properties, exchange=p.exchange)
+            msg = Message(p.routing_key, p.body, extra, p.properties, exchange=p.exchange)
             queues = [d for d in dests if d.__class__ is str and d in vh.queues]
+            if extra is not None and HDR_EXPIRES in extra:
+                for name in queues:
+                    vh.queues[name].mark_timed()
             if p.exchange == AMQ_TOPIC:
                 to_nats.append((p.routing_key, p.body))
             for name in queues:
@@ -799,22 +1434,60 @@ class AmqpSession:
                                                        p.routing_key, p.properties, p.body))
             if ch.confirm:
                 if queues:
-                    waits.append((ch, ch.publish_seq, queues))
+                    waits.append((ch, ch.publish_seq, queues, msg))
                 else:
                     self.conn.write(fr.ack(ch.id, ch.publish_seq))
         last_offsets: dict[str, int] = {}
+        refused: set[int] | None = None  # id() of messages a reject-publish queue refused
         for name, msgs in per_queue.items():
-            offsets = vh.queues[name].publish(msgs)
-            last_offsets[name] = offsets[-1]
-        for ch, tag, queues in waits:
+            q = vh.queues[name]
+            if q.rejects:
+                offsets, bad = q.publish_admitted(msgs)
+                if bad:
+                    refused = refused or set()
+                    refused.update(id(msgs[i]) for i in bad)
+            else:
+                offsets = q.publish(msgs)
+            if offsets:
+                last_offsets[name] = offsets[-1]
+        for ch, tag, queues, msg in waits:
+            if refused is not None and id(msg) in refused:  # x-overflow reject-publish: nack, no basic.return
+                self.conn.write(fr.nack(ch.id, tag))
+                continue
             self._confirm_when_durable(ch, tag, [(vh.queues[n].log, last_offsets[n]) for n in queues])
         for name in per_queue:
             broker.pump(name)
+            q = vh.queues[name]
+            if q.limited or q.timed:
+                broker.after_publish(q)
+        if broker._dead_queues:
+            broker.drain_dead()
         if to_nats:
             nats = getattr(self.server, "nats", None)
             if nats is not None:  # design decision 6: AMQP publishes on amq.topic reach NATS subscribers
                 for subject, body in to_nats:
                     nats.publish_external(subject, body)
+        return last_offsets
+
+    def _message_extras(self, p: Publish) -> dict[str, str] | None | bool:
+        """The reserved record headers for a publish that has an expiration or a priority (core/queues.py
+        HDR_EXPIRES, HDR_PRIORITY); False after closing the channel for an invalid expiration
+        (rabbit_channel check_expiration_header, 406)."""
+        try:
+            props = decode_properties(p.properties)
+        except PropertiesError:
+            return None
+        extra: dict[str, str] = {}
+        if props.expiration is not None:
+            ms, err = _parse_expiration(props.expiration)
+            if err is not None:
+                self._error(p.channel, PRECONDITION_FAILED, f"invalid expiration '{props.expiration}': {err}",
+                            m.BasicPublish)
+                return False
+            extra[HDR_EXPIRES] = str(self.broker.vhost.clock.now_ms() + ms)
+        if props.priority:
+            extra[HDR_PRIORITY] = str(props.priority)
+        return extra or None
 
     def _confirm_when_durable(self, ch: Channel, tag: int, logs: list) -> None:
         remaining = [len(logs)]
@@ -840,6 +1513,9 @@ class AmqpSession:
         for c in list(ch.consumers.values()):
             self.broker.remove_consumer(c)
         ch.consumers.clear()
+        for _, entries in ch.tx_acks:  # an open transaction's settlements are dropped: requeue them
+            ch.unacked.update(entries)
+        ch.tx, ch.tx_acks = None, []
         if ch.unacked:
             self._settle(ch, sorted(ch.unacked), True)
         if not closing:
@@ -871,9 +1547,31 @@ class AmqpSession:
     def resume_writing(self) -> None:
         if self.closed:
             return
-        if self.conn.transport is not None:
+        if self.conn.transport is not None and not self.alarm_blocked:
             self.conn.transport.resume_reading()
         self._unblock()
+
+    # -- resource alarms (rabbit_reader control_throttle) ---------------------------------------------
+    def _alarm_block(self) -> None:
+        """We publish while an alarm is on: stop reading (this read's methods are still handled) and
+        say so to a client that announced the capability (once per blocking, as RabbitMQ)."""
+        self.alarm_blocked = True
+        self.node.blocked.add(self)
+        if self.conn.transport is not None:
+            self.conn.transport.pause_reading()
+        if self.blocked_capable and not self._sent_blocked:
+            self._sent_blocked = True
+            self.conn.write(self.amqp.send(0, m.ConnectionBlocked(self.node.blocked_reason())))
+
+    def alarm_cleared(self) -> None:
+        if self.closed or not self.alarm_blocked:
+            return
+        self.alarm_blocked = False
+        if self._sent_blocked:
+            self._sent_blocked = False
+            self.conn.write(self.amqp.send(0, m.ConnectionUnblocked()))
+        if self.conn.transport is not None and not self.conn.writing_paused:
+            self.conn.transport.resume_reading()
 
     def _schedule_heartbeat(self) -> None:
         interval = self.amqp.heartbeat
@@ -882,7 +1580,8 @@ class AmqpSession:
         def beat() -> None:
             if self.closed:
                 return
-            if time.monotonic() - self.last_recv > 2 * interval:  # two missed beats: a dead peer
+            # two missed beats: a dead peer (not while we do not read it: RabbitMQ pauses the monitor)
+            if not self.alarm_blocked and time.monotonic() - self.last_recv > 2 * interval:
                 self._close(abort=True)
                 return
             self.conn.write(fr.HEARTBEAT)
@@ -901,6 +1600,7 @@ class AmqpSession:
 
     def _cleanup(self) -> None:
         self.closed = True
+        self.node.blocked.discard(self)
         for timer in (self._heartbeat_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -957,6 +1657,6 @@ _HANDLERS: dict[type, Any] = {
     m.BasicAck: _S._ack, m.BasicNack: _S._nack, m.BasicReject: _S._reject,
     m.BasicRecover: _S._recover, m.BasicRecoverAsync: _S._recover,
     m.ConfirmSelect: _S._confirm_select,
-    m.TxSelect: _S._tx, m.TxCommit: _S._tx, m.TxRollback: _S._tx,
+    m.TxSelect: _S._tx_select, m.TxCommit: _S._tx_commit, m.TxRollback: _S._tx_rollback,
 }
 del _S

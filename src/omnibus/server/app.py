@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from omnibus.config import PROTOCOLS, Settings
+from omnibus.core.auth import AccessControl, AuthConfigError
 from omnibus.core.clock import SystemClock
 from omnibus.core.vhost import DEFAULT_VHOST, VirtualHost, queue_log_name
 from omnibus.server.metrics import Metrics
@@ -95,6 +96,8 @@ class BrokerServer:
         self.logs: dict[str, Log] = {}
         #: AMQP virtual hosts (core); "/" always exists. NATS publishes meet AMQP queues on its amq.topic.
         self.vhosts: dict[str, VirtualHost] = {}
+        #: AMQP users, vhosts and permissions (set at start).
+        self.access: AccessControl | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._factories: list[_LazySession] = []
         #: Close hooks of protocol state kept outside ``logs`` (e.g. JetStream's consumer state); run on
@@ -113,10 +116,18 @@ class BrokerServer:
             self._open_data_dir()
             self.syncer = Syncer(dispatch=loop.call_soon_threadsafe)
             self.syncer.start()
-            try:
-                self._open_vhost(DEFAULT_VHOST)
-            except Exception as e:  # corrupt metadata or an unreadable queue log
-                raise StartupError(f"cannot restore virtual host '{DEFAULT_VHOST}': {e}") from None
+            try:  # AMQP users, vhosts and permissions (core/auth.py): the store made to match the settings
+                a = self.settings.amqp
+                self.access = AccessControl(self.meta)
+                self.access.configure(default_user=a.default_user, default_pass=a.default_pass,
+                                      default_vhost=a.default_vhost, users=a.users)
+            except AuthConfigError as e:
+                raise StartupError(str(e)) from None
+            for name in [DEFAULT_VHOST] + [v for v in self.access.vhosts() if v != DEFAULT_VHOST]:
+                try:
+                    self._open_vhost(name)
+                except Exception as e:  # corrupt metadata or an unreadable queue log
+                    raise StartupError(f"cannot restore virtual host '{name}': {e}") from None
             for proto in PROTOCOLS:
                 spec = SESSIONS.get(proto)
                 if spec is not None:
