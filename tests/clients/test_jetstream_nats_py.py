@@ -142,3 +142,51 @@ def test_durable_consumer_resumes_after_restart(tmp_path):
     with SyncBroker(tmp_path) as b:
         # the unacked "3" is redelivered after its ack_wait; "4" and "5" were never delivered; 0-2 stay acked
         assert run(second(b.nats_url)) == [b"3", b"4", b"5"]
+
+
+def test_direct_get(broker):
+    """$JS.API.DIRECT.GET.<stream> and .<stream>.<subject>: the message with Nats-Stream/-Subject/
+    -Sequence/-Time-Stamp headers, 404/408 statuses; byte-for-byte what nats-server 2.9.10 answers
+    (checked side by side, timestamps aside)."""
+    async def go():
+        nc = await nats.connect(broker.nats_url)
+        js = nc.jetstream()
+        await js.add_stream(name="DG", subjects=["dg.>"], allow_direct=True)
+        await js.add_stream(name="ND", subjects=["nd.>"])
+        await js.publish("dg.a", b"one", headers={"X": "1"})
+        await js.publish("dg.b", b"two")
+        await js.publish("dg.a", b"three")
+
+        async def req(subject, data=b""):
+            m = await nc.request(subject, data, timeout=1)
+            h = dict(m.headers or {})
+            ts = h.pop("Nats-Time-Stamp", None)
+            return m.data, {getattr(k, "value", k): v for k, v in h.items()}, ts
+
+        data, hdrs, ts = await req("$JS.API.DIRECT.GET.DG", b'{"seq":1}')
+        assert (data, hdrs) == (b"one", {"X": "1", "Nats-Stream": "DG", "Nats-Subject": "dg.a", "Nats-Sequence": "1"})
+        assert ts.endswith("Z") and ts.startswith("20")
+        assert (await req("$JS.API.DIRECT.GET.DG", b'{"last_by_subj":"dg.a"}'))[:2] == (
+            b"three", {"Nats-Stream": "DG", "Nats-Subject": "dg.a", "Nats-Sequence": "3"})
+        assert (await req("$JS.API.DIRECT.GET.DG", b'{"next_by_subj":"dg.a","seq":2}'))[0] == b"three"
+        assert (await req("$JS.API.DIRECT.GET.DG.dg.b"))[0] == b"two"  # last message on the subject
+        statuses = {}
+        for subject, body in [("DG", b'{"seq":9}'), ("DG.dg.zz", b""), ("DG", b""), ("DG", b"{"),
+                              ("DG", b'{"seq":1,"last_by_subj":"dg.a"}'), ("DG.dg.a", b'{"seq":1}')]:
+            _, h, _ = await req("$JS.API.DIRECT.GET." + subject, body)
+            statuses[(subject, body)] = (h["Status"], h["Description"])
+        assert list(statuses.values()) == [("404", "Message Not Found"), ("404", "Message Not Found"),
+                                           ("408", "Empty Request"), ("408", "Malformed Request"),
+                                           ("408", "Bad Request"), ("408", "Bad Request")]
+        with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError)):  # no allow_direct: nobody answers
+            await nc.request("$JS.API.DIRECT.GET.ND", b'{"seq":1}', timeout=0.3)
+        m = await js.get_msg("DG", 1, direct=True)
+        assert (m.subject, m.seq, m.data, m.headers["X"]) == ("dg.a", 1, b"one", "1")
+        m = await js.get_msg("DG", subject="dg.b", direct=True)
+        assert (m.seq, m.data) == (2, b"two")
+        m = await js.get_msg("DG", seq=2, subject="dg.a", next=True)  # STREAM.MSG.GET next_by_subj
+        assert (m.seq, m.data) == (3, b"three")
+        with pytest.raises(NotFoundError):
+            await js.get_msg("DG", 9, direct=True)
+        await nc.close()
+    run(go())
