@@ -67,8 +67,12 @@ def test_transactions_lso_and_aborted_index():
     assert s.aborted_between(0, 10) == []       # starts after the range
     # Same epoch continues its sequence after the marker.
     assert s.check(1, 0, 2, 0, True) == (T.OK, None)
-    s.truncate_aborted(15)
+    s.truncate(15)
     assert s.aborted == []
+    assert s.producers == {}  # every last batch (11, 12, 13) lies below the new log start
+    s.record(4, 0, 0, 0, 16, True)
+    s.truncate(17)
+    assert 4 in s.producers  # an open transaction keeps its producer
 
 
 def test_fencing_marker_bumps_epoch():

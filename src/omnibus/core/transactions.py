@@ -196,12 +196,17 @@ class PartitionProducers:
                 out.append((pid, first))
         return out
 
-    def truncate_aborted(self, log_start: int) -> None:
-        """Forget aborted transactions wholly below the log start offset (retention deleted them)."""
+    def truncate(self, log_start: int) -> None:
+        """Retention moved the log start: forget aborted transactions wholly below it, and producers whose
+        last batch lies below it and that have no open transaction (Kafka evicts unretained producers)."""
         i = bisect_left(self._aborted_last, log_start)
         if i:
             del self.aborted[:i]
             del self._aborted_last[:i]
+        gone = [pid for pid, e in self.producers.items()
+                if e.txn_first < 0 and e.batches and e.batches[-1][3] < log_start]
+        for pid in gone:
+            del self.producers[pid]
 
     # -- rebuild --------------------------------------------------------------------------------------
     def apply_header(self, pid: int, epoch: int, first_seq: int, base_offset: int, last_delta: int,

@@ -130,7 +130,7 @@ class TxnService:
         start = max(st.applied, log.start_offset)
         if start < log.end_offset:
             scan_headers(log, start, st)
-        st.truncate_aborted(log.start_offset)
+        st.truncate(log.start_offset)
         return st
 
     def close(self) -> None:
@@ -147,6 +147,7 @@ class TxnService:
                     continue
                 # Every append to a Kafka log goes through Produce or write_markers, which update the state.
                 st.applied = log.end_offset
+                st.truncate(log.start_offset)
                 self.meta.put(SNAPSHOT_NAMESPACE, self._key(log), st.snapshot())
 
     # -- timeouts -------------------------------------------------------------------------------------
