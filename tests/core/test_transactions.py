@@ -212,3 +212,17 @@ def test_load_restores_and_reports_unfinished(coord):
     (unfinished,) = fresh.load(coord.store.items())
     assert unfinished.state == T.PREPARE_COMMIT and unfinished.partitions == {("a", 0)}
     assert fresh.by_pid[m.producer_id] == "t"
+
+
+def test_kip360_reinit_with_known_id_and_epoch(coord):
+    _, m, _ = coord.init_producer_id("t", 10_000)
+    pid = m.producer_id
+    coord.add_partitions("t", pid, 0, [("a", 0)])
+    out, meta, abort = coord.init_producer_id("t", 10_000, pid, 0)  # the same producer, mid-transaction
+    assert (out, abort, meta.epoch) == (T.CONCURRENT, True, 1)
+    coord.complete(meta)
+    out, meta, _ = coord.init_producer_id("t", 10_000, pid, 0)      # its retry still names epoch 0
+    assert (out, meta.epoch) == (T.OK, 2)
+    assert coord.init_producer_id("t", 10_000, pid, 0)[0] == T.FENCED
+    assert coord.init_producer_id("t", 10_000, pid + 7, 2)[0] == T.INVALID_MAPPING
+    assert T.TxnMetadata.from_bytes("t", coord.store["t"]).last_epoch == 1

@@ -262,11 +262,15 @@ class TxnMetadata:
     groups: dict = field(default_factory=dict)
     #: Wall-clock start of the open transaction (ms), -1 if none.
     start_ms: int = -1
+    #: Producer id and epoch before the last bump (Kafka lastProducerId/lastProducerEpoch), for KIP-360 retries.
+    last_producer_id: int = -1
+    last_epoch: int = -1
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
             "pid": self.producer_id, "epoch": self.epoch, "timeout_ms": self.timeout_ms, "state": self.state,
             "partitions": sorted(self.partitions), "start_ms": self.start_ms,
+            "last": [self.last_producer_id, self.last_epoch],
             "groups": {g: [[t, p, o, m] for (t, p), (o, m) in offs.items()] for g, offs in self.groups.items()},
         })
 
@@ -276,7 +280,7 @@ class TxnMetadata:
         return cls(txn_id, d["pid"], d["epoch"], d["timeout_ms"], d["state"],
                    {(t, p) for t, p in d["partitions"]},
                    {g: {(t, p): (o, m) for t, p, o, m in offs} for g, offs in d["groups"].items()},
-                   d["start_ms"])
+                   d["start_ms"], *d.get("last", (-1, -1)))
 
 
 class TransactionCoordinator:
@@ -336,9 +340,11 @@ class TransactionCoordinator:
             self.by_pid[pid] = txn_id
             self._save(meta)
             return OK, meta, False
-        if expected_pid >= 0 and (expected_pid != meta.producer_id or expected_epoch != meta.epoch):
-            # KIP-360: a producer that still knows its id/epoch; anything but the current one is stale.
-            if expected_pid != meta.producer_id:
+        if expected_pid >= 0 and (expected_pid, expected_epoch) not in (
+                (meta.producer_id, meta.epoch), (meta.last_producer_id, meta.last_epoch)):
+            # KIP-360: a producer that still knows its id/epoch; only the current one, or the one before the
+            # last bump (its retry after CONCURRENT_TRANSACTIONS), may re-initialise.
+            if expected_pid not in (meta.producer_id, meta.last_producer_id):
                 return INVALID_MAPPING, None, False
             return FENCED, None, False
         if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
@@ -357,6 +363,7 @@ class TransactionCoordinator:
         return OK, meta, False
 
     def _bump(self, meta: TxnMetadata) -> None:
+        meta.last_producer_id, meta.last_epoch = meta.producer_id, meta.epoch
         if meta.epoch + 1 >= MAX_EPOCH:  # epoch exhausted: a new producer id, epoch 0
             self.by_pid.pop(meta.producer_id, None)
             meta.producer_id = self.allocate_pid()
