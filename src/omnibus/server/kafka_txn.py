@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from omnibus.core import transactions as T
 from omnibus.core.clock import SystemClock
+from omnibus.server import kafka_groups
 from omnibus.server.kafka_session import HANDLERS, NODE_ID, KafkaSession, handler
 from omnibus.storage.records import (CONTROL_BIT, CONTROL_COMMIT, CONTROL_PEEK_BYTES, StorageError,
                                      build_control_batch, control_type)
@@ -195,19 +196,21 @@ class TxnService:
         remaining = [len(waits)]
 
         def finish() -> None:
-            if error == E.NONE:
-                offsets = self.coordinator.complete(meta)
-                if offsets and self.meta is not None:
-                    now = self.clock.now_ms()
-                    for group, rows in offsets.items():
-                        self.meta.commit_offsets(group, rows, commit_timestamp_ms=now)
-                    notify = getattr(self.broker, "offsets_committed", None)
-                    if notify is not None:  # the groups module's cache, if it keeps one
-                        for group, rows in offsets.items():
-                            notify(group, rows)
-            self._arm()
-            if done is not None:
-                done(error)
+            offsets = self.coordinator.complete(meta) if error == E.NONE else {}
+            left = [len(offsets)]
+
+            def stored(_exc: BaseException | None = None) -> None:
+                left[0] -= 1
+                if left[0] <= 0:
+                    self._arm()
+                    if done is not None:
+                        done(error)
+
+            if not offsets:
+                stored()
+                return
+            for group, rows in offsets.items():
+                self._store_offsets(group, rows, stored)
 
         if not waits:
             finish()
@@ -220,6 +223,20 @@ class TxnService:
 
         for log, offset in waits:
             log.when_durable(offset, durable)
+
+
+    def _store_offsets(self, group: str, rows: list, done: Callable[[BaseException | None], None]) -> None:
+        """Make a committed transaction's group offsets visible (the groups module's durable store and cache;
+        the metadata store directly when that module is absent)."""
+        rows = [(t, p, o, m if m is not None else "") for t, p, o, m in rows]
+        server = self.broker.server
+        groups_cls = getattr(kafka_groups, "KafkaGroups", None)
+        if groups_cls is not None:
+            groups_cls.of(server).store_offsets(group, rows, done)
+            return
+        if self.meta is not None:
+            self.meta.commit_offsets(group, rows, commit_timestamp_ms=self.clock.now_ms())
+        done(None)
 
 
 def scan_headers(log: "Log", start: int, st: T.PartitionProducers) -> None:
