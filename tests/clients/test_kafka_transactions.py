@@ -211,6 +211,10 @@ def test_coordinator_errors(omnibus_broker):
     add.v3_and_below_topics = add.v3_and_below_topics[:1]
     assert k.call(add, 1).results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0
     assert k.produce("errs", batch(pid, epoch, 0, 1, transactional=True), txn_id="t-err") == (0, 0)
+    L = M.ListOffsetsRequest
+    latest = lambda iso: k.call(L(replica_id=-1, isolation_level=iso, topics=[L.ListOffsetsTopic(
+        name="errs", partitions=[L.ListOffsetsPartition(partition_index=0, timestamp=-1)])]), 2).topics[0].partitions[0].offset
+    assert (latest(0), latest(1)) == (1, 0)  # read_committed's latest is the LSO, below the open transaction
     # A new InitProducerId fences this epoch: old versions hear INVALID_PRODUCER_EPOCH, new ones PRODUCER_FENCED.
     assert k.init_pid("t-err", 60000)[0] == E.CONCURRENT_TRANSACTIONS   # aborting the open transaction
     deadline = time.monotonic() + 5

@@ -275,11 +275,17 @@ class KafkaSession:
         self._pending: list[_Slot] = []
         self._fetches: list[_PendingFetch] = []
         self.closed = False
+        #: SASL exchange in progress (kafka_sasl.SaslState) until authenticated; None = no auth needed/done.
+        self.sasl = kafka_sasl.new_state(self)
 
     # -- input -----------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.sasl is not None and self.sasl.raw:  # after SaslHandshake v0: raw SASL tokens, no framing
+            data = self.sasl.raw_received(self, data)
+            if not data or self.closed:
+                return
         self.kafka.receive_data(data)
         for req in self.kafka.events():
             if isinstance(req, KafkaProtocolError):  # Kafka closes the connection without an answer
@@ -289,6 +295,9 @@ class KafkaSession:
 
     def _handle(self, req: Request) -> None:
         key = req.api_key
+        if self.sasl is not None and key not in kafka_sasl.PRE_AUTH_APIS:
+            self._close_after_pending()  # Kafka: unexpected request during SASL handshake closes
+            return
         if key == M.API_VERSIONS:
             if req.error_code:
                 self.respond(req, None, raw=self.kafka.encode_unsupported_version(req))
@@ -560,8 +569,10 @@ class KafkaSession:
                 log = topic.partition(p.partition_index)
                 if p.timestamp == EARLIEST:
                     offset = log.start_offset
-                elif p.timestamp == LATEST:
+                elif p.timestamp == LATEST:  # read_committed (v2+): the last stable offset (KIP-98)
                     offset = log.end_offset
+                    if getattr(body, "isolation_level", 0) == 1:
+                        offset = kafka_txn.service(self.broker).state(log).lso(offset)
                 else:
                     found = log.offset_for_timestamp(p.timestamp)
                     offset = found if found is not None else -1
@@ -614,4 +625,4 @@ class KafkaSession:
 
 
 # Feature modules register their APIs with ``handler`` on import (imported last: they import this module).
-from omnibus.server import kafka_admin, kafka_groups, kafka_txn  # noqa: E402,F401
+from omnibus.server import kafka_admin, kafka_groups, kafka_sasl, kafka_txn  # noqa: E402,F401

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from omnibus.core import transactions as T
 from omnibus.core.clock import SystemClock
 from omnibus.server import kafka_groups
-from omnibus.server.kafka_session import HANDLERS, NODE_ID, KafkaSession, handler
+from omnibus.server.kafka_session import KafkaSession, handler
 from omnibus.storage.records import (CONTROL_BIT, CONTROL_COMMIT, CONTROL_PEEK_BYTES, StorageError,
                                      build_control_batch, control_type)
 from omnibus.wire.kafka import errors as E
@@ -359,21 +359,3 @@ def end_txn(session: KafkaSession, req: Request) -> None:
 
     svc.write_markers(meta, done)
 
-
-# -- FindCoordinator fallback ------------------------------------------------------------------------------
-# The groups module owns FindCoordinator (imported before this one); until it registers one, transactional
-# producers still need theirs: on a single node, node 0 coordinates every group and transactional id.
-if M.FIND_COORDINATOR not in HANDLERS:
-
-    @handler(M.FIND_COORDINATOR, (0, 4))
-    def _find_coordinator(session: KafkaSession, req: Request) -> None:
-        R = M.FindCoordinatorResponse
-        body = req.body
-        host, port = session._address()
-        if req.api_version >= 4:
-            session.respond(req, R(throttle_time_ms=0, coordinators=[
-                R.Coordinator(key=k, node_id=NODE_ID, host=host, port=port, error_code=0, error_message=None)
-                for k in body.coordinator_keys]))
-        else:
-            session.respond(req, R(throttle_time_ms=0, error_code=0, error_message=None, node_id=NODE_ID,
-                                   host=host, port=port))
