@@ -306,3 +306,39 @@ def test_aiokafka_transactions(omnibus_broker):
     seen = asyncio.run(main())
     assert seen == {"read_committed": [b"c1", b"c2"], "read_uncommitted": [b"c1", b"a1", b"c2"]}
     assert committed(boot, "aio-group", "aio-tx") == 1
+
+
+def test_consume_transform_produce_with_a_group_member(omnibus_broker):
+    """The exactly-once loop: a subscribed consumer (group member, generation >= 1) feeds a transactional
+    producer whose offsets commit with the output (TxnOffsetCommit v3 checks the member and generation)."""
+    boot = omnibus_broker.kafka_bootstrap
+    create(boot, "eos-in")
+    create(boot, "eos-out")
+    feed = Producer({"bootstrap.servers": boot})
+    _CLIENTS.append(feed)
+    for i in range(5):
+        feed.produce("eos-in", str(i).encode())
+    assert feed.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": boot, "group.id": "eos-loop", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    _CLIENTS.append(consumer)
+    consumer.subscribe(["eos-in"])
+    p = producer(boot, "t-eos-loop")
+    p.init_transactions(10)
+    seen: list = []
+    deadline = time.monotonic() + 15
+    while len(seen) < 5 and time.monotonic() < deadline:
+        m = consumer.poll(0.2)
+        if m is None or m.error():
+            continue
+        seen.append(m.value())
+        p.begin_transaction()
+        p.produce("eos-out", b"x" + m.value())
+        p.send_offsets_to_transaction(consumer.position(consumer.assignment()), consumer.consumer_group_metadata(),
+                                      10)
+        p.commit_transaction(10)
+    assert seen == [b"0", b"1", b"2", b"3", b"4"]
+    consumer.close()
+    _CLIENTS.remove(consumer)
+    assert committed(boot, "eos-loop", "eos-in") == 5
+    assert read_all(boot, "eos-out", "read_committed") == [b"x0", b"x1", b"x2", b"x3", b"x4"]

@@ -330,9 +330,18 @@ def txn_offset_commit(session: KafkaSession, req: Request) -> None:
                 unknown.add((t.name, p.partition_index))
             else:
                 rows.append((t.name, p.partition_index, p.committed_offset, p.committed_metadata))
-    outcome = svc.coordinator.txn_offset_commit(body.transactional_id, body.producer_id, body.producer_epoch,
-                                                body.group_id, rows)
-    code = _code(outcome, req.api_version, 99)  # the group coordinator answers INVALID_PRODUCER_EPOCH
+    code = E.NONE
+    groups_cls = getattr(kafka_groups, "KafkaGroups", None)
+    if groups_cls is not None:  # the group's member and generation (KIP-447, v3+), as OffsetCommit checks them
+        v3 = req.api_version >= 3
+        error = groups_cls.of(session.server).coordinator.check_offset_commit(
+            body.group_id, body.member_id if v3 else "", body.group_instance_id if v3 else None,
+            body.generation_id if v3 else -1, transactional=True)
+        code = kafka_groups._code(error)
+    if code == E.NONE:
+        outcome = svc.coordinator.txn_offset_commit(body.transactional_id, body.producer_id, body.producer_epoch,
+                                                    body.group_id, rows)
+        code = _code(outcome, req.api_version, 99)  # the group coordinator answers INVALID_PRODUCER_EPOCH
     out = [R.TxnOffsetCommitResponseTopic(name=t.name, partitions=[
         R.TxnOffsetCommitResponsePartition(
             partition_index=p.partition_index,
