@@ -284,7 +284,7 @@ class JetStreamAPI:
         return {"error": {"code": 400, "err_code": 10003, "description": "bad request"}}
 
     def _stream_info(self, stream: Any, kind: str | None, did_create: bool | None = None) -> dict[str, Any]:
-        info: dict[str, Any] = {"config": stream.config.to_dict(), "created": _iso(stream.created_ms),
+        info: dict[str, Any] = {"config": _stream_config_out(stream.config), "created": _iso(stream.created_ms),
                                 "state": _state_dict(stream.state()), "ts": _iso(stream.clock.now_ms())}
         if kind is not None:
             info["type"] = f"io.nats.jetstream.api.v1.{kind}"
@@ -415,6 +415,20 @@ class JetStreamAPI:
         self._sweeper.cancel()
         self.push.close()
         self.js.close()
+
+
+#: StreamConfig fields nats-server leaves out of its JSON when empty (``omitempty`` in stream.go), and the
+#: 2.11+ fields, which 2.10 does not write at all (left out when unset).
+_STREAM_OMITEMPTY = frozenset((
+    "description", "subjects", "max_msg_size", "no_ack", "duplicate_window", "placement", "mirror", "sources",
+    "first_seq", "subject_transform", "republish", "discard_new_per_subject", "metadata", "allow_msg_ttl",
+    "subject_delete_marker_ttl", "allow_msg_counter", "allow_atomic", "allow_msg_schedules", "allow_batched",
+    "persist_mode"))
+
+
+def _stream_config_out(cfg: Any) -> dict[str, Any]:
+    return {k: v for k, v in cfg.to_dict().items()
+            if not (k in _STREAM_OMITEMPTY and (v is None or v == 0 or v == "" or v == [] or v == {} or v is False))}
 
 
 #: ConsumerConfig fields nats-server leaves out of its JSON when empty/zero (``omitempty`` in consumer.go).
