@@ -277,7 +277,12 @@ class VirtualHost:
                 else:
                     sinks.append((d, msg))
         for name, msgs in per_queue.items():
-            queues[name].publish(msgs)
+            q = queues[name]
+            if q.limited:  # x-max-length(-bytes): refuse (reject-publish) or drop from the head
+                q.publish_admitted(msgs)
+                q.enforce_limits()
+            else:
+                q.publish(msgs)
         return routed, sinks
 
     def close(self) -> None:
