@@ -44,9 +44,19 @@ every alarm clears (then connection.unblocked). Connections that only consume go
 Stream queues (``x-queue-type=stream``, core/stream_queues.py): consumers need a prefetch and read by
 offset (``x-stream-offset``), each delivery carries its offset header, acks only give credit back.
 
-Not built yet (named so, see the issue's closing note): validation of queue arguments (RabbitMQ refuses
-e.g. a string ``x-max-length`` with 406 "invalid arg"; we accept and ignore it), topic permissions,
-user tags beyond storing them.
+Queue features (RabbitMQ ttl.html, dlx.html, maxlength.html, priority.html, consumer-priority.html,
+single active consumer; core/queues.py does the per-queue bookkeeping, core/deadletter.py the x-death
+history): a new queue's arguments are checked as rabbit_amqqueue declare_args (``_check_queue_args``, 406
+texts observed on 3.10.8); a publish whose properties flag an expiration or a priority (one test of the
+flags byte per publish) is decoded once and the core gets reserved record headers (``_message_extras``;
+an invalid expiration is 406 on the channel); reject-publish refusals are nacked; after a publish is
+pumped, ``AmqpBroker.after_publish`` drops over the length limit and expired heads and arms the queue's
+TTL timer; dead letters are routed by ``AmqpBroker.drain_dead`` with the content header re-encoded for
+them only (``patch_headers``/``patch_properties``), as ordinary appends to the target queues' logs;
+``x-expires`` is a timer per queue (reset by declare, consume, cancel of the last consumer, get); single
+active consumer and consumer priorities use ``_pump_special``, so plain queues keep the plain pump.
+
+Not built yet (named so, see the issue's closing note): topic permissions, user tags beyond storing them.
 
 Rules: event-loop thread only; no await and no logging per message. Run bench/amqp.py before changing
 ``_flush_publishes``, ``AmqpBroker.pump`` or ``Consumer.has_capacity``.
