@@ -149,3 +149,23 @@ def test_confluent_idempotent_producer(omnibus_broker):
     c.close()
     assert values == list(range(200))
     assert errors == []
+
+
+def test_periodic_snapshot(omnibus_broker, monkeypatch):
+    from omnibus.server import kafka_txn
+
+    monkeypatch.setattr(kafka_txn, "SNAPSHOT_INTERVAL_S", 0.05)
+    k = RawKafka(omnibus_broker.kafka_bootstrap)
+    k.create_topic("snap")
+    _, pid, _ = k.init_pid()
+    assert k.produce("snap", batch(pid, 0, 0, 2)) == (0, 0)
+    meta = omnibus_broker.server.meta
+    deadline = time.monotonic() + 5
+    while (raw := meta.get("kafka/producer-state", "logs/kafka/snap-0")) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert raw is not None
+    from omnibus.core.transactions import PartitionProducers
+
+    state = PartitionProducers.restore(raw)
+    assert state.applied == 2 and state.check(pid, 0, 0, 1, False) == ("duplicate", (0, 1))
+    k.close()

@@ -7,7 +7,9 @@ Strategy
     partition after start: from the snapshot taken at the last clean stop (metadata store, namespace
     ``kafka/producer-state``) plus a scan of batch *headers* after it (``LogSegment._iter_headers``: one small
     pread per few KiB, bodies skipped, only control batches' first record key peeked), or from the log start
-    when there is no snapshot (after a crash). So start-up costs nothing and no record is ever decoded.
+    when there is none. Snapshots are also taken every ``SNAPSHOT_INTERVAL_S`` for partitions that moved, and
+    stored only once the log is durable up to them, so after a crash the scan covers at most that interval's
+    writes. So start-up costs nothing and no record is ever decoded.
 
     EndTxn (and fencing by InitProducerId, and the timeout abort) writes a COMMIT/ABORT control batch to
     every partition of the transaction, waits until all are durable (``Log.when_durable``), then completes
@@ -50,6 +52,8 @@ __all__ = ["TxnService", "service"]
 
 TXN_NAMESPACE = "kafka/transactions"
 SNAPSHOT_NAMESPACE = "kafka/producer-state"
+#: How often loaded partitions' producer state is snapshotted (Kafka snapshots at each segment roll).
+SNAPSHOT_INTERVAL_S = 30.0
 
 #: Outcome -> Kafka error code (PRODUCER_FENCED is mapped down for old versions by ``_fenced``).
 _CODES = {
@@ -89,6 +93,9 @@ class TxnService:
         self.states: dict[str, tuple["Log", T.PartitionProducers]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        #: log path -> end offset of its last snapshot; a loop timer snapshots what moved since.
+        self._snapped: dict[str, int] = {}
+        self._snap_timer = asyncio.get_running_loop().call_later(SNAPSHOT_INTERVAL_S, self._snapshot_tick)
         server.closers.append(self.close)
         unfinished = self.coordinator.load(self.meta.items(TXN_NAMESPACE) if self.meta is not None else ())
         for meta in unfinished:  # a stop between prepare and complete: write the markers again
@@ -134,19 +141,41 @@ class TxnService:
         st.truncate(log.start_offset)
         return st
 
+    def _snapshot_tick(self) -> None:
+        """Periodic snapshots, so a restart after a crash scans only the log written since. A snapshot is stored
+        only once the log is durable up to its offset: it then never covers data a crash could take back."""
+        if self._closed:
+            return
+        self._snap_timer = asyncio.get_running_loop().call_later(SNAPSHOT_INTERVAL_S, self._snapshot_tick)
+        for path, (log, st) in list(self.states.items()):
+            end = log.end_offset
+            if log.closed or end == self._snapped.get(path, 0):
+                continue
+            self._snapped[path] = end
+            st.applied = end  # every append to a Kafka log goes through Produce or write_markers
+            st.truncate(log.start_offset)
+            raw, key = st.snapshot(), self._key(log)
+
+            def store(raw: bytes = raw, key: str = key, log: "Log" = log) -> None:
+                if self.meta is not None and not self._closed and self.states.get(log.path, (None,))[0] is log:
+                    self.meta.put(SNAPSHOT_NAMESPACE, key, raw)
+
+            log.when_durable(end - 1, store)
+
     def close(self) -> None:
-        """Server stop: cancel the timeout timer and snapshot every loaded partition's producer state."""
+        """Server stop (before the logs flush): cancel the timers and snapshot every loaded partition's state."""
         self._closed = True
+        self._snap_timer.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self.meta is None:
             return
         with self.meta.transaction():
-            for log, st in self.states.values():
-                if log.closed:
+            for path, (log, st) in self.states.items():
+                if log.closed:  # deleted meanwhile
+                    self.meta.delete(SNAPSHOT_NAMESPACE, self._key(log))
                     continue
-                # Every append to a Kafka log goes through Produce or write_markers, which update the state.
                 st.applied = log.end_offset
                 st.truncate(log.start_offset)
                 self.meta.put(SNAPSHOT_NAMESPACE, self._key(log), st.snapshot())
