@@ -657,3 +657,65 @@ def test_term_under_ack_all_settles_everything_up_to_it(env):
     assert c.term(3)
     info = c.info()
     assert (info.ack_floor.stream_seq, info.num_ack_pending) == (3, 1)
+
+
+# -- push consumers: what the session's push delivery relies on ---------------------------------------------
+
+
+def test_last_delivered_counts_redeliveries_and_survives_restart(env):
+    s = stream(env)
+    fill(s, "s.a", n=4)
+    c = consumer(env, durable_name="p", deliver_subject="out", ack_policy="explicit", ack_wait=1 * SEC)
+    assert c.last_delivered == (0, 0)
+    assert delivered(c.next_messages(3)) == [1, 2, 3]
+    assert c.last_delivered == (3, 3)  # idle heartbeat: Nats-Last-Consumer 3, Nats-Last-Stream 3
+    c.nak(2)
+    assert [(d.stream_seq, d.consumer_seq, d.delivery_count) for d in c.next_messages(1)] == [(2, 4, 2)]
+    assert c.last_delivered == (4, 3)  # a redelivery takes a consumer sequence, not a stream one
+    c.ack(1)
+    env.js.flush()
+    js = env.reopen()
+    r = js.consumer("S", "p")
+    assert r.config.deliver_subject == "out" and r.last_delivered == (4, 3)
+    assert sorted(r.pending_seqs()) == [2, 3]
+    assert delivered(r.next_messages(5)) == [4]
+
+
+def test_push_inactive_threshold_counts_only_without_interest(env):
+    stream(env)
+    c = consumer(env, deliver_subject="out", ack_policy="none", inactive_threshold=2 * SEC)
+    start = env.clock.now_ms()
+    assert c.inactive_deadline_ms() == start + 2000
+    c.push_bound = True  # the session saw a subscriber on "out"
+    assert c.inactive_deadline_ms() is None
+    env.clock.advance(10_000)
+    assert env.js.expire_inactive_consumers() == []
+    c.push_bound = False  # interest gone: the clock starts when the session notices
+    c.touch()
+    assert c.inactive_deadline_ms() == env.clock.now_ms() + 2000
+    env.clock.advance(1900)
+    assert env.js.expire_inactive_consumers() == []
+    env.clock.advance(200)
+    assert env.js.expire_inactive_consumers() == [("S", c.name)]
+    assert env.js.consumer_names("S") == []
+
+
+def test_pull_request_heartbeat_clock_starts_at_receipt(env):
+    s = stream(env)
+    c = consumer(env, durable_name="q", ack_policy="explicit")
+    req = c.pull(5, expires_ms=10_000, heartbeat_ms=1000, token="inbox")
+    assert (req.heartbeat_ms, req.last_hb_ms) == (1000, env.clock.now_ms())
+    fill(s, "s.a")
+    [out] = c.serve_pulls()
+    assert delivered(out.messages) == [1] and out.finished is None
+
+
+def test_allow_msg_ttl_is_dropped_as_nats_server_2_10_does(env):
+    # nats-py sets allow_msg_ttl on every KV bucket; 2.10 does not know the field and ignores it.
+    s = stream(env, name="KV_b", subjects=("$KV.b.>",), allow_msg_ttl=True, max_msgs_per_subject=5,
+               allow_rollup_hdrs=True, deny_delete=True, allow_direct=True, discard="new")
+    assert s.config.allow_msg_ttl is False and s.config.allow_direct is True
+    same, created = env.js.add_stream(StreamConfig(name="KV_b", subjects=("$KV.b.>",), allow_msg_ttl=True,
+                                                   max_msgs_per_subject=5, allow_rollup_hdrs=True,
+                                                   deny_delete=True, allow_direct=True, discard="new"))
+    assert same is s and created is False  # idempotent create still matches
