@@ -12,8 +12,12 @@ Built: ``$JS.API.INFO``; ``STREAM.CREATE/UPDATE/INFO/DELETE/PURGE/NAMES/LIST``; 
 ``CONSUMER.CREATE`` (with and without a name in the subject), ``CONSUMER.DURABLE.CREATE``,
 ``CONSUMER.INFO/DELETE/NAMES/LIST``; ``CONSUMER.MSG.NEXT`` (batch, expires, no_wait; 404/408 statuses);
 acks ``+ACK``/``-NAK``/``+TERM``/``+WPI`` on ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``;
-redelivery after ack_wait (a 1 s sweep). Not yet: push consumers (deliver_subject, flow control, idle
-heartbeats), DIRECT.GET, KV-specific conveniences beyond what streams give, advisories.
+redelivery after ack_wait, pull-request idle heartbeats and ``inactive_threshold`` cleanup (a 0.25 s
+sweep); push consumers with interest, queue groups, flow control and idle heartbeats
+(jetstream_push.py, ``$JS.FC.`` replies); ``DIRECT.GET`` (jetstream_direct.py). Key-value buckets
+(ADR-8) need nothing of their own: they are streams with roll-ups, per-subject limits, expectations and
+direct gets, all built. Consumer configs and stream configs go out as nats-server writes them
+(``omitempty`` fields left out, times in RFC 3339). Not yet: advisories, ``rate_limit_bps``.
 
 Rules: event-loop thread only; PubAck only after ``Log.when_durable``.
 """
