@@ -80,6 +80,31 @@ def test_durable_push_manual_ack_nak_delay_term_redelivery_max_deliver(js_url):
     run(go())
 
 
+def test_push_max_ack_pending_holds_back_until_acked(js_url):
+    async def go():
+        errors = []
+
+        async def on_error(e):
+            errors.append(e)
+
+        nc = await nats.connect(js_url, error_cb=on_error)
+        js = nc.jetstream()
+        await _stream(js, "M", "m.>", [("m.x", b"%d" % i) for i in range(6)])
+        sub = await js.subscribe("m.>", durable="slow", manual_ack=True, idle_heartbeat=0.2,
+                                 config=ConsumerConfig(max_ack_pending=2))
+        a, b = [await sub.next_msg(timeout=2) for _ in range(2)]
+        with pytest.raises(TIMEOUTS):  # two pending: nothing more (heartbeats keep coming meanwhile)
+            await sub.next_msg(timeout=0.6)
+        await a.ack()
+        c = await sub.next_msg(timeout=2)
+        assert [m.data for m in (a, b, c)] == [b"0", b"1", b"2"]
+        ci = await js.consumer_info("M", "slow")
+        assert (ci.num_ack_pending, ci.num_pending, ci.config.max_ack_pending) == (2, 3, 2)
+        assert not errors  # the heartbeats' Nats-Last-Consumer matched what nats-py saw (no mismatch error)
+        await nc.close()
+    run(go())
+
+
 def test_ephemeral_push_is_deleted_after_inactive_threshold(js_url):
     async def go():
         nc = await nats.connect(js_url)
