@@ -193,6 +193,7 @@ def test_coordinator_errors(omnibus_broker):
     k.create_topic("errs")
     max_ms = omnibus_broker.server.settings.kafka.transaction_max_timeout_ms
     assert k.init_pid("t-err", max_ms + 1)[0] == E.INVALID_TRANSACTION_TIMEOUT
+    assert k.init_pid("", 60000)[0] == E.INVALID_REQUEST
     code, pid, epoch = k.init_pid("t-err", 60000)
     assert code == 0
     end = lambda p, e, v=1: k.call(M.EndTxnRequest(transactional_id="t-err", producer_id=p, producer_epoch=e,

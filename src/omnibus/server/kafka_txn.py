@@ -300,6 +300,8 @@ def init_producer_id(session: KafkaSession, req: Request) -> Any:
     broker = session.broker
     if body.transactional_id is None:  # idempotent producer: a fresh id, epoch 0 (Kafka 3.x)
         return R(throttle_time_ms=0, error_code=0, producer_id=broker.next_producer_id(), producer_epoch=0)
+    if not body.transactional_id:  # Kafka: an empty transactional id is an INVALID_REQUEST
+        return R(throttle_time_ms=0, error_code=E.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)
     svc = service(broker)
     outcome, meta, abort_started = svc.coordinator.init_producer_id(
         body.transactional_id, body.transaction_timeout_ms, body.producer_id, body.producer_epoch)
