@@ -150,6 +150,22 @@ def test_expiry_only_at_the_head_and_never_delivered(conn):
     assert ch.basic_get(ttl0) == (None, None, None)
 
 
+def test_ttl_zero_and_max_length_zero_reach_a_waiting_consumer(conn):
+    for args in ({"x-message-ttl": 0}, {"x-max-length": 0}):
+        ch = conn.channel()
+        q = uniq("zero")
+        ch.queue_declare(q, arguments=args)
+        ch.basic_qos(prefetch_count=1)
+        got = []
+        ch.basic_consume(q, lambda c, m, p, b: got.append(b))  # never acks: capacity for one message
+        for i in range(3):
+            ch.basic_publish("", q, b"%d" % i)
+        pause(conn, 0.3)
+        assert got == [b"0"], args  # the rest expired / dropped instead of waiting
+        assert ch.queue_declare(q, passive=True).method.message_count == 0
+        ch.close()
+
+
 def test_max_length_drop_head_dead_letters(conn):
     ch = conn.channel()
     dlx, work, dlq = dlx_pair(ch, **{"x-max-length": 2})

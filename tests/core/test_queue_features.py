@@ -62,7 +62,13 @@ def test_message_ttl_expires_only_at_the_head(tmp_path, clock):
 def test_ttl_zero_reaches_a_waiting_consumer_in_the_same_millisecond(tmp_path, clock):
     q = open_q(tmp_path / "q", clock, **{"x-message-ttl": 0})
     q.publish([m("now")])
-    assert next_body(q) == "now"  # deliver_next: expired only when now > expiry
+    clock.advance(1)
+    assert next_body(q) == "now"  # just published: what a waiting consumer takes is delivered
+    q.publish([m("waits")])
+    assert q.expire_head() == 1  # the session calls this after the pump: the rest is dropped
+    q.publish([m("same-ms")])
+    q.expire_head()
+    assert q.message_count == 0  # now == expiry: expired (inclusive)
     q.publish([m("later")])
     assert q.expire_head() == 1  # but what waits is dropped at once
     assert q.message_count == 0 and q.dead_letters == []  # no DLX: dropped

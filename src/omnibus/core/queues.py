@@ -40,9 +40,10 @@ Features (RabbitMQ 3.x classic-queue semantics; arguments arrive validated by th
       timestamp is the enqueue time) or at its own expiry, the earlier. As RabbitMQ, only the head
       expires: ``deliver_next`` skips expired heads, ``expire_head`` drops them (a timer of the session's
       calls it at ``next_expiry``), and an expired message is never delivered. Expired means
-      ``now >= expiry`` everywhere except in ``deliver_next`` (``now > expiry``): a message handed to a
-      waiting consumer in the millisecond it arrives is delivered even with TTL 0, as RabbitMQ delivers
-      to a waiting consumer before enqueueing.
+      ``now >= expiry`` everywhere except in ``deliver_next`` (``now > expiry``, and never for the
+      messages of the last ``publish`` until the next ``expire_head``): what a waiting consumer takes right
+      after a publish is delivered even with TTL 0, as RabbitMQ hands a message to a waiting consumer
+      before enqueueing it. The session calls ``expire_head`` once it has pumped a publish.
     * Length limits (``x-max-length``, ``x-max-length-bytes``; ready messages only, as RabbitMQ counts):
       ``drop-head`` (default) publishes and then ``enforce_limits`` drops from the head (reason
       ``maxlen``); ``reject-publish(-dlx)``: ``publish_admitted`` refuses a message that would overflow
@@ -176,6 +177,8 @@ class Queue:
         self._sizes: dict[int, int] | None = {} if self.max_length_bytes is not None else None
         self._ready_bytes = 0
         self._featured = self.timed or self._sizes is not None
+        #: [start, end) of the last publish: deliverable despite TTL until ``expire_head`` (see docstring)
+        self._fresh = (0, 0)
         #: (message, reason) that died here, for the dead-letter exchange; see ``on_dead``
         self.dead_letters: list[tuple[Message, str]] = []
         #: called with this queue when ``dead_letters`` gets its first entry (set by the host)
@@ -267,9 +270,11 @@ class Queue:
         if not messages:
             return range(0)
         first, end = self._append(messages)
-        if self._sizes is not None:
-            for off, msg in zip(range(first, end), messages):
-                self._add_size(off, msg)
+        if self._featured:
+            self._fresh = (first, end)
+            if self._sizes is not None:
+                for off, msg in zip(range(first, end), messages):
+                    self._add_size(off, msg)
         self._make_ready(first, end, messages)
         return range(first, end)
 
@@ -368,7 +373,7 @@ class Queue:
         if self._sizes is not None:
             self._ready_bytes -= self._sizes.pop(offset, 0)
         exp = self.expiry_of(msg)
-        if exp is not None and exp < self.clock.now_ms():
+        if exp is not None and exp < self.clock.now_ms() and not self._fresh[0] <= offset < self._fresh[1]:
             self._counts.pop(offset, None)
             self.acks.ack(offset)
             self._dead(msg, EXPIRED)
@@ -433,6 +438,7 @@ class Queue:
         expired). Returns how many."""
         if not self.timed:
             return 0
+        self._fresh = (0, 0)
         now = self.clock.now_ms() if now_ms is None else now_ms
         n = 0
         while True:
@@ -679,7 +685,7 @@ class PriorityQueue(Queue):
             offset, count = taken
             msg = self._read(offset)
             exp = self.expiry_of(msg) if (self.timed or msg.headers is not None) else None
-            if exp is not None and exp < self.clock.now_ms():
+            if exp is not None and exp < self.clock.now_ms() and not self._fresh[0] <= offset < self._fresh[1]:
                 self._settle_dead(offset, msg, EXPIRED)
                 continue
             self._inflight[offset] = count
