@@ -169,3 +169,19 @@ def test_periodic_snapshot(omnibus_broker, monkeypatch):
     state = PartitionProducers.restore(raw)
     assert state.applied == 2 and state.check(pid, 0, 0, 1, False) == ("duplicate", (0, 1))
     k.close()
+
+
+def test_recreated_topic_starts_with_fresh_producer_state(omnibus_broker):
+    k = RawKafka(omnibus_broker.kafka_bootstrap)
+    k.create_topic("again")
+    _, pid, _ = k.init_pid()
+    assert k.produce("again", batch(pid, 0, 0, 3)) == (0, 0)
+    r = k.call(M.DeleteTopicsRequest(topic_names=["again"], timeout_ms=5000), 5)
+    assert r.responses[0].error_code == 0
+    k.create_topic("again")
+    # Same producer, same sequences: a new partition, so this is appended, not taken for a duplicate.
+    assert k.produce("again", batch(pid, 0, 0, 3)) == (0, 0)
+    assert k.end_offset("again") == 3
+    assert k.produce("again", batch(pid, 0, 0, 3)) == (0, 0)
+    assert k.end_offset("again") == 3
+    k.close()

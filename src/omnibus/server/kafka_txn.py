@@ -115,17 +115,19 @@ class TxnService:
         entry = self.states.get(log.path)
         if entry is not None and entry[0] is log:
             return entry[1]
-        st = self._load(log)
+        # Another log at a known path: the topic was deleted and re-created; its old snapshot is not for it.
+        st = self._load(log, use_snapshot=entry is None)
         self.states[log.path] = (log, st)
         return st
 
-    def _load(self, log: "Log") -> T.PartitionProducers:
+    def _load(self, log: "Log", use_snapshot: bool = True) -> T.PartitionProducers:
         st = None
         if self.meta is not None:
             key = self._key(log)
             raw = self.meta.get(SNAPSHOT_NAMESPACE, key)
             if raw is not None:
-                self.meta.delete(SNAPSHOT_NAMESPACE, key)  # taken again at the next clean stop
+                self.meta.delete(SNAPSHOT_NAMESPACE, key)  # taken again periodically and at the clean stop
+            if raw is not None and use_snapshot:
                 try:
                     snap = T.PartitionProducers.restore(raw)
                 except (ValueError, KeyError, TypeError):
@@ -172,6 +174,9 @@ class TxnService:
         if self.meta is None:
             return
         with self.meta.transaction():
+            for key, _raw in self.meta.items(SNAPSHOT_NAMESPACE):  # partitions deleted meanwhile
+                if not os.path.isdir(os.path.join(self.data_dir, key)):
+                    self.meta.delete(SNAPSHOT_NAMESPACE, key)
             for path, (log, st) in self.states.items():
                 if log.closed:  # deleted meanwhile
                     self.meta.delete(SNAPSHOT_NAMESPACE, self._key(log))
