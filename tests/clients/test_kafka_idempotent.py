@@ -185,3 +185,24 @@ def test_recreated_topic_starts_with_fresh_producer_state(omnibus_broker):
     assert k.produce("again", batch(pid, 0, 0, 3)) == (0, 0)
     assert k.end_offset("again") == 3
     k.close()
+
+
+def test_aiokafka_idempotent_producer(omnibus_broker):
+    aiokafka = pytest.importorskip("aiokafka")
+    import asyncio
+
+    boot = omnibus_broker.kafka_bootstrap
+
+    async def main():
+        p = aiokafka.AIOKafkaProducer(bootstrap_servers=boot, enable_idempotence=True)
+        await p.start()
+        try:
+            offsets = [(await p.send_and_wait("idem-aio", str(i).encode(), partition=0)).offset for i in range(20)]
+        finally:
+            await p.stop()
+        return offsets
+
+    assert asyncio.run(main()) == list(range(20))
+    k = RawKafka(boot)
+    assert k.end_offset("idem-aio") == 20
+    k.close()

@@ -345,3 +345,30 @@ def test_consume_transform_produce_with_a_group_member(omnibus_broker):
     _CLIENTS.remove(consumer)
     assert committed(boot, "eos-loop", "eos-in") == 5
     assert read_all(boot, "eos-out", "read_committed") == [b"x0", b"x1", b"x2", b"x3", b"x4"]
+
+
+def test_kafka_python_transactions(omnibus_broker):
+    kafka = pytest.importorskip("kafka")
+    boot = omnibus_broker.kafka_bootstrap
+    create(boot, "kp-tx")
+    p = kafka.KafkaProducer(bootstrap_servers=boot, transactional_id="t-kafka-python")
+    p.init_transactions()
+    p.begin_transaction()
+    p.send("kp-tx", b"c1")
+    p.commit_transaction()
+    p.begin_transaction()
+    p.send("kp-tx", b"a1")
+    p.flush()
+    p.abort_transaction()
+    p.begin_transaction()
+    p.send("kp-tx", b"c2")
+    p.commit_transaction()
+    p.close()
+    seen = {}
+    for iso in ("read_committed", "read_uncommitted"):
+        c = kafka.KafkaConsumer(bootstrap_servers=boot, isolation_level=iso, enable_auto_commit=False,
+                                auto_offset_reset="earliest", consumer_timeout_ms=1500)
+        c.assign([kafka.TopicPartition("kp-tx", 0)])
+        seen[iso] = [m.value for m in c]
+        c.close()
+    assert seen == {"read_committed": [b"c1", b"c2"], "read_uncommitted": [b"c1", b"a1", b"c2"]}
