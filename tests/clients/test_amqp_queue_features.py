@@ -184,6 +184,31 @@ def test_max_length_drop_head_dead_letters(conn):
     assert drain(ch, work) == [b"m3", b"m4"]
 
 
+def test_requeue_into_a_full_queue_drops_the_head_and_expired_requeue_dead_letters(conn):
+    ch = conn.channel()
+    dlq = uniq("dlq")
+    ch.queue_declare(dlq)
+    dl = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq}
+    q = uniq("full")
+    ch.queue_declare(q, arguments={"x-max-length": 2, **dl})
+    ch.basic_publish("", q, b"a")
+    mf, _, _ = ch.basic_get(q)
+    ch.basic_publish("", q, b"b")
+    ch.basic_publish("", q, b"c")
+    ch.basic_nack(mf.delivery_tag, requeue=True)  # "a" back at the head: 3 > 2, so the head goes
+    assert get_within(ch, dlq)[2] == b"a"
+    assert drain(ch, q) == [b"b", b"c"]
+    t = uniq("ttl")
+    ch.queue_declare(t, arguments={"x-message-ttl": 100, **dl})
+    ch.basic_publish("", t, b"x")
+    mf, _, _ = ch.basic_get(t)
+    time.sleep(0.2)
+    ch.basic_nack(mf.delivery_tag, requeue=True)  # expired while out: dead-lettered, not redelivered
+    assert ch.basic_get(t) == (None, None, None)
+    mf, props, body = get_within(ch, dlq)
+    assert body == b"x" and props.headers["x-death"][0]["reason"] == "expired"
+
+
 def test_reject_publish_nacks_with_confirms(conn):
     ch = conn.channel()
     ch.confirm_delivery()

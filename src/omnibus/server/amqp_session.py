@@ -663,6 +663,15 @@ class AmqpBroker:
             q.expire_head()
             self.schedule_expiry(q)
 
+    def after_requeue(self, q: "Queue") -> None:
+        """Messages came back to a queue with limits or TTL: as rabbit_amqqueue_process requeue_and_run,
+        drop over the limit (drop-head) and expired heads before delivering again; arm the TTL timer."""
+        if q.limited:
+            q.enforce_limits()
+        if q.timed:
+            q.expire_head()
+            self.schedule_expiry(q)
+
     # TTL timers: one per queue, at the head's expiry; a timer that finds nothing expired re-arms itself
     def schedule_expiry(self, q: "Queue") -> None:
         if not q.timed:
@@ -1293,12 +1302,12 @@ class AmqpSession:
             touched.add(name)
         broker = self.broker
         for name in touched:
-            broker.pump(name)
             if requeue:
                 q = vh.queues.get(name)
-                if q is not None and q.timed:
-                    broker.schedule_expiry(q)
-        if requeue is False:
+                if q is not None and (q.limited or q.timed):
+                    broker.after_requeue(q)
+            broker.pump(name)
+        if broker._dead_queues:
             broker.drain_dead()
         if ch.global_prefetch:  # channel-wide capacity freed: every consumer of the channel may go on
             for c in list(ch.consumers.values()):
