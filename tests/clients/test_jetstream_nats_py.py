@@ -190,3 +190,39 @@ def test_direct_get(broker):
             await js.get_msg("DG", 9, direct=True)
         await nc.close()
     run(go())
+
+
+def test_pull_request_heartbeats_and_timeout_status(broker):
+    """A CONSUMER.MSG.NEXT with idle_heartbeat gets ``100 Idle Heartbeat`` statuses (last sequences) on
+    time while it waits, and its ``408 Request Timeout`` says what it had left -- as nats-server 2.9.10."""
+    async def go():
+        import json
+        import time
+
+        nc = await nats.connect(broker.nats_url)
+        js = nc.jetstream()
+        await js.add_stream(name="H", subjects=["h.>"])
+        await js.publish("h.x", b"1")
+        await js.add_consumer("H", ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT))
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        t0 = time.monotonic()
+        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.H.c", json.dumps(
+            {"batch": 3, "expires": 1_100_000_000, "idle_heartbeat": 400_000_000}).encode(), reply=inbox)
+        seen = []
+        while True:
+            m = await sub.next_msg(timeout=2)
+            h = {getattr(k, "value", k): v for k, v in (m.headers or {}).items()}
+            seen.append((round(time.monotonic() - t0, 1), m.data, h))
+            if h.get("Status") == "408":
+                break
+        assert seen[0][1:] == (b"1", {})
+        beats = [s for s in seen if s[2].get("Status") == "100"]
+        assert [s[2] for s in beats] == [{"Status": "100", "Description": "Idle Heartbeat",
+                                         "Nats-Last-Consumer": "1", "Nats-Last-Stream": "1"}] * 2
+        assert all(abs(s[0] - due) <= 0.2 for s, due in zip(beats, (0.4, 0.8)))  # on time, not per sweep
+        assert seen[-1][2] == {"Status": "408", "Description": "Request Timeout", "Nats-Pending-Messages": "2",
+                               "Nats-Pending-Bytes": "0"}
+        assert 1.0 <= seen[-1][0] <= 1.3
+        await nc.close()
+    run(go())

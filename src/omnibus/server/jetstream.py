@@ -94,6 +94,8 @@ class JetStreamAPI:
         self.streams = self.js._streams
         #: stream -> (publishes, reply subjects) waiting for this loop turn's batch (``_flush_staged``).
         self._staged: dict[Any, tuple[list, list]] = {}
+        #: (due ms, handle) of the timer for the next pull-request expiry or heartbeat, if armed.
+        self._pull_timer: tuple[int, asyncio.TimerHandle] | None = None
         #: Push consumers (deliver_subject): interest, flow control, heartbeats (jetstream_push.py).
         self.push = PushDelivery(self)
         for stream in self.js.streams():
@@ -133,9 +135,15 @@ class JetStreamAPI:
         if reply:
             self.router.publish_external(reply, orjson.dumps(obj))
 
-    def _status(self, inbox: str, code: int, description: str) -> None:
+    def _status(self, inbox: str, code: int, description: str, headers: tuple = ()) -> None:
         for sub in self.router.trie.match(inbox).values():
-            sub.session._deliver(sub, enc.status_hmsg(inbox, sub.sid_b, code, description), 0)
+            sub.session._deliver(sub, enc.status_hmsg(inbox, sub.sid_b, code, description, headers), 0)
+
+    def _pull_status(self, req: Any, code: int, description: str) -> None:
+        """408/409 ending a pull request, with what it had left (consumer.go: Nats-Pending-Messages /
+        Nats-Pending-Bytes)."""
+        self._status(req.token, code, description, (("Nats-Pending-Messages", str(max(req.remaining, 0))),
+                                                    ("Nats-Pending-Bytes", str(max(req.bytes_left, 0)))))
 
     # -- stream publishes ------------------------------------------------------------------------------
     def _stage(self, stream: Any, subject: str, reply: str | None, headers: bytes | None,
@@ -325,6 +333,11 @@ class JetStreamAPI:
             self._status(reply, e.status, str(e))
             return
         self._serve_consumer(consumer)
+        if consumer.num_waiting:
+            req = consumer.waiting_requests()[-1]
+            if req.expires_ms or req.heartbeat_ms:
+                due = min(t for t in (req.expires_ms, req.received_ms + req.heartbeat_ms if req.heartbeat_ms else 0) if t)
+                self._arm_pull_timer(due)
 
     def _serve(self, stream: Any) -> None:
         for consumer in list(stream.consumers.values()):
@@ -353,9 +366,9 @@ class JetStreamAPI:
             if outcome.finished == sc.PULL_NO_MESSAGES:
                 self._status(inbox, 404, "No Messages")
             elif outcome.finished == sc.PULL_EXPIRED:
-                self._status(inbox, 408, "Request Timeout")
+                self._pull_status(outcome.request, 408, "Request Timeout")
             elif outcome.finished == sc.PULL_MAX_BYTES:
-                self._status(inbox, 409, "Message Size Exceeds MaxBytes")
+                self._pull_status(outcome.request, 409, "Message Size Exceeds MaxBytes")
 
     def _ack(self, subject: str, reply: str | None, payload: bytes) -> None:
         tokens = subject[len(ACK_PREFIX):].split(".")
@@ -392,31 +405,59 @@ class JetStreamAPI:
         for stream in self.js.streams():
             for consumer in list(stream.consumers.values()):
                 consumer.redeliveries_due(now)
-                for outcome in consumer.expire_pulls(now):
-                    self._status(outcome.request.token, 408, "Request Timeout")
                 self._serve_consumer(consumer)
-                if consumer.num_waiting:
-                    self._pull_heartbeats(consumer, now)
+        self._pull_timers(now)
         if self.js.expire_inactive_consumers(now):  # inactive_threshold (ephemerals: 5 s by default)
             self.push.forget_gone()
         self.push.check_interest()
         self.js.flush()
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
 
-    def _pull_heartbeats(self, consumer: Any, now: int) -> None:
-        """Idle heartbeats to waiting pull requests that asked for them (consumer.go processWaiting)."""
-        for req in consumer.waiting_requests():
-            if req.heartbeat_ms and now - req.last_hb_ms >= req.heartbeat_ms:
-                req.last_hb_ms = now
-                dseq, sseq = consumer.last_delivered
-                for sub in self.router.trie.match(req.token).values():
-                    sub.session._deliver(sub, enc.status_hmsg(
-                        req.token, sub.sid_b, 100, "Idle Heartbeat",
-                        (("Nats-Last-Consumer", str(dseq)), ("Nats-Last-Stream", str(sseq)))), 0)
+    def _pull_timers(self, now: int | None = None) -> None:
+        """Waiting pull requests: 408 for the expired, idle heartbeats for those that asked
+        (consumer.go processWaiting); then arm one timer for the earliest next deadline, so both happen
+        on time rather than at the sweep's granularity."""
+        if now is None:
+            now = SystemClock().now_ms()
+        if self._pull_timer is not None:
+            self._pull_timer[1].cancel()  # this run replaces it (a no-op when it is the one firing)
+            self._pull_timer = None
+        due: int | None = None
+        for stream in self.js.streams():
+            for consumer in stream.consumers.values():
+                if not consumer.num_waiting:
+                    continue
+                for outcome in consumer.expire_pulls(now):
+                    self._pull_status(outcome.request, 408, "Request Timeout")
+                for req in consumer.waiting_requests():
+                    if req.heartbeat_ms:
+                        if now - req.last_hb_ms >= req.heartbeat_ms:
+                            req.last_hb_ms = now
+                            dseq, sseq = consumer.last_delivered
+                            self._status(req.token, 100, "Idle Heartbeat", (("Nats-Last-Consumer", str(dseq)),
+                                                                            ("Nats-Last-Stream", str(sseq))))
+                        t = req.last_hb_ms + req.heartbeat_ms
+                        due = t if due is None or t < due else due
+                    if req.expires_ms:
+                        due = req.expires_ms if due is None or req.expires_ms < due else due
+        if due is not None:
+            self._arm_pull_timer(due)
+
+    def _arm_pull_timer(self, due_ms: int) -> None:
+        """Run ``_pull_timers`` at ``due_ms`` (wall clock), unless an earlier run is already armed."""
+        timer = self._pull_timer
+        if timer is not None:
+            if timer[0] <= due_ms:
+                return
+            timer[1].cancel()
+        delay = max(due_ms - SystemClock().now_ms(), 0) / 1000
+        self._pull_timer = (due_ms, asyncio.get_running_loop().call_later(delay, self._pull_timers))
 
     def close(self) -> None:
         """Stop the sweeps and flush consumer state. Loop thread; blocks (fsync) at broker stop."""
         self._sweeper.cancel()
+        if self._pull_timer is not None:
+            self._pull_timer[1].cancel()
         self.push.close()
         self.js.close()
 
