@@ -103,6 +103,30 @@ def test_reject_dead_letters_with_x_death(conn):
     assert ch.basic_get(dlq) == (None, None, None)
 
 
+def test_x_death_counts_per_queue_and_reason_most_recent_first(conn):
+    # R dead-letters rejects to T, T dead-letters expired messages back to R: a cycle with a client's
+    # reject in it is allowed; each entry's count goes up and the most recent death comes first
+    ch = conn.channel()
+    r, t = uniq("r"), uniq("t")
+    ch.queue_declare(r, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": t})
+    ch.queue_declare(t, arguments={"x-message-ttl": 30, "x-dead-letter-exchange": "",
+                                   "x-dead-letter-routing-key": r})
+    ch.basic_publish("", r, b"m")
+    seen = []
+    for _ in range(3):
+        deadline = time.monotonic() + 3
+        mf = None
+        while mf is None and time.monotonic() < deadline:
+            mf, props, _ = ch.basic_get(r)
+            time.sleep(0.01)
+        assert mf is not None and mf.routing_key == r
+        deaths = (props.headers or {}).get("x-death", [])
+        seen.append([(d["queue"], d["reason"], d["count"]) for d in deaths])
+        ch.basic_reject(mf.delivery_tag, requeue=False)
+    assert seen == [[], [(t, "expired", 1), (r, "rejected", 1)], [(t, "expired", 2), (r, "rejected", 2)]]
+    assert props.headers["x-first-death-queue"] == r and props.headers["x-first-death-reason"] == "rejected"
+
+
 def test_message_ttl_dead_letters_with_routing_key(conn):
     ch = conn.channel()
     work, dlq = uniq("work"), uniq("dlq")
