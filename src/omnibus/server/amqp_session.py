@@ -692,7 +692,8 @@ class AmqpBroker:
         cur = self._ttl_timers.get(q.name)
         if cur is not None and cur[2] is q:
             del self._ttl_timers[q.name]
-        if self.vhost.queues.get(q.name) is not q:
+        vh = self.server.vhosts.get(self.name)  # None once the broker is stopping
+        if vh is None or vh.queues.get(q.name) is not q:
             return
         q.expire_head()
         self.drain_dead()
@@ -707,7 +708,8 @@ class AmqpBroker:
 
     def _idle_fire(self, q: "Queue") -> None:
         self._idle_timers.pop(q.name, None)
-        if self.vhost.queues.get(q.name) is not q or self.consumers.get(q.name):
+        vh = self.server.vhosts.get(self.name)  # None once the broker is stopping
+        if vh is None or vh.queues.get(q.name) is not q or self.consumers.get(q.name):
             return  # gone, or in use (the last consumer's cancel re-arms)
         left = q.expires / 1000 - (q.clock.monotonic() - q.last_used)
         if left > 0.0005:
@@ -726,6 +728,9 @@ class AmqpBroker:
         """Route every pending dead letter (and those their publishes cause, e.g. a full target queue),
         one batch per target queue per round."""
         self._dead_scheduled = False
+        if self.name not in self.server.vhosts:  # stopping
+            self._dead_queues.clear()
+            return
         rounds = 0
         while self._dead_queues and rounds < DEAD_LETTER_ROUNDS:
             rounds += 1
