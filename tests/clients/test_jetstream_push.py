@@ -105,6 +105,29 @@ def test_push_max_ack_pending_holds_back_until_acked(js_url):
     run(go())
 
 
+def test_durable_push_rebinds_after_unsubscribe_and_gets_what_was_published_meanwhile(js_url):
+    async def go():
+        nc = await nats.connect(js_url)
+        js = nc.jetstream()
+        await _stream(js, "B", "b.>", [("b.x", b"0")])
+        sub = await js.subscribe("b.>", durable="again", manual_ack=True)
+        m = await sub.next_msg(timeout=2)
+        await m.ack_sync()
+        await sub.unsubscribe()
+        await nc.flush()
+        assert not (await js.consumer_info("B", "again")).push_bound  # interest gone at the UNSUB
+        await js.publish("b.x", b"1")  # nobody to deliver to: it waits
+        await js.publish("b.x", b"2")
+        await asyncio.sleep(0.1)
+        ci = await js.consumer_info("B", "again")
+        assert (ci.num_pending, ci.delivered.stream_seq) == (2, 1)
+        sub = await js.subscribe("b.>", durable="again", manual_ack=True)  # not "already bound"
+        got = [await sub.next_msg(timeout=2) for _ in range(2)]
+        assert [(m.data, m.metadata.num_delivered) for m in got] == [(b"1", 1), (b"2", 1)]
+        await nc.close()
+    run(go())
+
+
 def test_ephemeral_push_is_deleted_after_inactive_threshold(js_url):
     async def go():
         nc = await nats.connect(js_url)

@@ -8,8 +8,8 @@ Strategy
     (nats-server ``registerNotification`` / ``updateDeliveryInterest``): interest is the broker's
     subject trie matched against ``deliver_subject`` (one cached lookup) at each delivery round; a SUB
     that matches a waiting consumer's deliver subject starts it at once (``on_subscribe``), a lost
-    interest is noticed at the next round or sweep (``check_interest``), which also starts the
-    ``inactive_threshold`` clock (the consumer's ``push_bound`` goes false and its last activity is
+    interest is noticed at the UNSUB or connection close (``interest_lost``; the sweep's
+    ``check_interest`` is the backstop), which also starts the ``inactive_threshold`` clock (the consumer's ``push_bound`` goes false and its last activity is
     stamped). With ``deliver_group`` only members of that queue group count and each message goes to
     one of them, at random, as a queue subscriber would get it.
 
@@ -153,6 +153,14 @@ class PushDelivery:
         for c, p in list(self.states.items()):
             if not p.active and subject_is_subset(c.config.deliver_subject, pattern):
                 self.serve(c)
+
+    def interest_lost(self) -> None:
+        """An UNSUB or a closed connection: consumers whose deliver subject has no subscriber left stop
+        at once (push_bound false, inactive_threshold clock running), as nats-server's interest
+        notification does."""
+        for c, p in self.states.items():
+            if p.active and self._targets(c) is None:
+                self._set_active(p, False)
 
     def check_interest(self) -> None:
         """Sweep: notice interest that went away (UNSUB, closed connection) and resume the rest."""

@@ -491,6 +491,9 @@ class NatsSession:
     def _remove_sub(self, sub: Subscription) -> None:
         if self.subs.pop(sub.sid, None) is not None:
             self.router.trie.remove(sub.subject, sub, sub.queue)
+            push = self.router.jetstream.push
+            if push.states:  # a JetStream push consumer may have lost its interest
+                push.interest_lost()
 
     # -- keepalive, errors, close ----------------------------------------------------------------------
     def _send_ping(self) -> None:
@@ -536,7 +539,10 @@ class NatsSession:
         trie = router.trie
         for sub in self.subs.values():
             trie.remove(sub.subject, sub, sub.queue)
+        had_subs = bool(self.subs)
         self.subs.clear()
+        if had_subs and router.jetstream.push.states:
+            router.jetstream.push.interest_lost()
         if router.sessions.pop(self.cid, None) is not None:
             t = router.closed_totals
             t[0] += self.in_msgs
