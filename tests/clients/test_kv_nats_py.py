@@ -106,6 +106,26 @@ def test_watch_and_empty_bucket(js_url):  # noqa: F811
     run(go())
 
 
+def test_purge_deletes_leaves_live_keys(js_url):  # noqa: F811
+    async def go():
+        nc = await nats.connect(js_url)
+        js = nc.jetstream()
+        kv = await js.create_key_value(bucket="pd", history=3)
+        await kv.put("a", b"1")
+        await kv.put("b", b"2")
+        await kv.delete("a")
+        await kv.purge("b")
+        await kv.put("c", b"3")
+        assert (await js.stream_info("KV_pd")).state.messages == 4  # b's purge rolled up its value
+        await kv.purge_deletes(olderthan=-1)  # STREAM.PURGE per marker, keep 0
+        assert (await js.stream_info("KV_pd")).state.messages == 1
+        st = await kv.status()
+        assert (st.values, st.history) == (1, 3)
+        assert await kv.keys() == ["c"]
+        await nc.close()
+    run(go())
+
+
 def test_bucket_survives_restart(tmp_path):
     async def write(url):
         nc = await nats.connect(url)
