@@ -101,8 +101,8 @@ class PushDelivery:
     # -- registry ----------------------------------------------------------------------------------
     def track(self, consumer: "Consumer") -> None:
         """Start delivering for ``consumer`` if it is a push consumer (new, restored or updated)."""
-        if not consumer.config.deliver_subject:
-            self.forget(consumer)
+        if not consumer.config.deliver_subject or consumer.stream.consumers.get(consumer.name) is not consumer:
+            self.forget(consumer)  # a pull consumer, or deleted before this (call_soon) ran
             return
         p = self.states.get(consumer)
         if p is None:
