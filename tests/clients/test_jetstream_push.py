@@ -43,8 +43,9 @@ def js_url(tmp_path):
 
 async def _stream(js, name: str, subject: str, payloads) -> None:
     await js.add_stream(name=name, subjects=[subject])
-    for subj, data in payloads:
-        await js.publish(subj, data)
+    futures = [await js.publish_async(subj, data) for subj, data in payloads]  # pipelined, stored in order
+    acks = await asyncio.gather(*futures)
+    assert [a.seq for a in acks] == list(range(1, len(acks) + 1))
 
 
 def test_durable_push_manual_ack_nak_delay_term_redelivery_max_deliver(js_url):
