@@ -54,6 +54,7 @@ async function main(broker) {
   const c2 = await member("c2");
   await until("a rebalance to one partition each",
               () => (assignments.c1 || []).length === 1 && (assignments.c2 || []).length === 1);
+  const split = { ...assignments };
   await send(20, 40);
   await until("every record", () => seen.size === 40);
   const committed = async () => {
@@ -85,7 +86,7 @@ async function main(broker) {
   return {
     seen: seen.size,
     values: [...seen.values()].map((v) => v[0].value).sort(),
-    assignments,
+    assignments: split,
     committedAfterRun: finalOffsets,
     described: { state: described.state, protocolType: described.protocolType, protocol: described.protocol,
                  members: described.members.length },
