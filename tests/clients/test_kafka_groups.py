@@ -281,19 +281,25 @@ def test_kcat_balanced_consumer_commits(omnibus_broker):
 
 # -- raw requests ------------------------------------------------------------------------------------------
 class Raw:
+    """One connection speaking the codec's client side. ``call(body, version)`` sends and waits for the
+    answer; ``call(None, None)`` only waits for the next answer of a request sent earlier."""
+
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.client = KafkaClientConnection()
+        self.answers: list = []
 
     def call(self, body, version):
-        self.sock.sendall(self.client.send_request(body, version))
-        while True:
-            events = self.client.events()
-            if events:
-                return events[0].body
+        if body is not None:
+            self.sock.sendall(self.client.send_request(body, version))
+        while not self.answers:
+            self.answers += self.client.events()
+            if self.answers:
+                break
             data = self.sock.recv(65536)
             assert data, "the broker closed the connection"
             self.client.receive_data(data)
+        return self.answers.pop(0).body
 
 
 def join_body(group, member_id="", session=10_000, instance=None, protocols=(("range", b"x"),)):
@@ -371,3 +377,51 @@ def test_raw_coordinator_join_sync_commit_errors(omnibus_broker):
     assert [(x.group_id, x.error_code) for x in r.results] == [("g", 0)]
     r = raw.call(OF(group_id="g", topics=None), 7)
     assert r.topics == [] and r.error_code == 0
+
+
+@pytest.mark.omnibus(kafka__group_min_session_timeout_ms=100, kafka__group_initial_rebalance_delay_ms=300)
+def test_raw_initial_delay_session_expiry_and_no_leftover_timers(omnibus_broker):
+    """Two members joining 100 ms apart land in one generation (group.initial.rebalance.delay.ms); a member
+    that stops heartbeating is expired after its session timeout and the group rebalances; a member whose
+    connection simply closes expires too; afterwards no timer is left."""
+    port = omnibus_broker.port("kafka")
+    one, two = Raw(port), Raw(port)
+
+    def member_id(raw):
+        r = raw.call(join_body("gd", session=600), 5)
+        assert r.error_code == E.MEMBER_ID_REQUIRED
+        return r.member_id
+
+    m1, m2 = member_id(one), member_id(two)
+    t0 = time.monotonic()
+    one.sock.sendall(one.client.send_request(join_body("gd", m1, session=600), 5))
+    time.sleep(0.1)
+    two.sock.sendall(two.client.send_request(join_body("gd", m2, session=600), 5))
+    r1, r2 = one.call(None, None), two.call(None, None)
+    waited = time.monotonic() - t0
+    assert 0.35 <= waited < 2, waited  # the delay ran again after the second member arrived
+    assert r1.generation_id == r2.generation_id == 1 and r1.leader == m1 and len(r1.members) == 2
+    SG = M.SyncGroupRequest
+    two.sock.sendall(two.client.send_request(SG(group_id="gd", generation_id=1, member_id=m2, assignments=[]), 3))
+    r = one.call(SG(group_id="gd", generation_id=1, member_id=m1, assignments=[
+        SG.SyncGroupRequestAssignment(member_id=m1, assignment=b"1"),
+        SG.SyncGroupRequestAssignment(member_id=m2, assignment=b"2")]), 3)
+    assert bytes(r.assignment) == b"1" and bytes(two.call(None, None).assignment) == b"2"
+    HB = M.HeartbeatRequest
+    deadline = time.monotonic() + 5
+    while True:  # m1 heartbeats, m2 stays silent until its 600 ms session runs out
+        code = one.call(HB(group_id="gd", generation_id=1, member_id=m1), 3).error_code
+        if code == E.REBALANCE_IN_PROGRESS:
+            break
+        assert code == 0 and time.monotonic() < deadline
+        time.sleep(0.1)
+    assert two.call(HB(group_id="gd", generation_id=1, member_id=m2), 3).error_code == E.UNKNOWN_MEMBER_ID
+    r = one.call(join_body("gd", m1, session=600), 5)
+    assert r.generation_id == 2 and [m.member_id for m in r.members] == [m1]
+    one.sock.close()  # no LeaveGroup: the session expires
+    deadline = time.monotonic() + 5
+    while two.call(M.DescribeGroupsRequest(groups=["gd"]), 1).groups[0].group_state != "Empty":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    groups = omnibus_broker.server.kafka_groups
+    assert omnibus_broker.call(lambda: (groups.coordinator.next_deadline(), groups._timer)) == (None, None)
