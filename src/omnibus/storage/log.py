@@ -604,6 +604,15 @@ class Log:
         if i == 0:
             self._set_start_offset(max(self._start_offset, self._segments[0].base_offset))
 
+    def _replace_segment(self, old: LogSegment, new: LogSegment) -> None:
+        """Compaction (compaction.install, after the files were swapped by rename): ``new`` covers the same
+        offsets as ``old`` and takes its place; ``old``'s fd closes after ``file_delete_delay_ms`` so regions
+        already handed out stay valid. Event-loop thread only."""
+        with self._lock:
+            self._segments[self._segments.index(old)] = new
+        old.deleted = True
+        self._syncer._schedule_destroy(old, self.config.file_delete_delay_ms / 1000.0)
+
     def _remove_segment(self, i: int) -> None:
         with self._lock:
             seg = self._segments.pop(i)
