@@ -260,6 +260,68 @@ def test_confluent_kafka_subscribe_rebalance_commit(omnibus_broker):
     assert errors == []
 
 
+def test_confluent_kafka_static_member_restart_keeps_its_place(omnibus_broker):
+    """A static member (group.instance.id) that closes sends no LeaveGroup; a new instance with the same id
+    takes its place without a rebalance of the others, and the old member id is fenced."""
+    from confluent_kafka import Consumer, KafkaError
+
+    boot = omnibus_broker.kafka_bootstrap
+    create_topic(boot, "st", 2)
+    errors = []
+
+    def error_cb(err):
+        if err.code() not in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            errors.append(err)
+
+    assigned: dict = {}
+    assigns: list = []
+
+    def on_assign(name, parts):
+        assigned[name] = sorted(p.partition for p in parts)
+        assigns.append(name)
+
+    def consumer(name, instance):
+        c = Consumer({"bootstrap.servers": boot, "group.id": "g-static", "group.instance.id": instance,
+                      "session.timeout.ms": 6000, "heartbeat.interval.ms": 100, "error_cb": error_cb,
+                      "auto.offset.reset": "earliest", "client.id": name})
+        c.subscribe(["st"], on_assign=lambda cons, parts: on_assign(name, parts))
+        return c
+
+    def poll_all(consumers, done, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            for c in consumers:
+                c.poll(0.05)
+        assert done(), assigned
+
+    a, b = consumer("a", "inst-a"), consumer("b", "inst-b")
+    poll_all([a, b], lambda: len(assigned.get("a", [])) == 1 and len(assigned.get("b", [])) == 1)
+    raw = Raw(omnibus_broker.port("kafka"))
+    before = {m.group_instance_id: m.member_id
+              for m in raw.call(M.DescribeGroupsRequest(groups=["g-static"]), 4).groups[0].members}
+    assert set(before) == {"inst-a", "inst-b"}
+    b.close()  # a static member leaves no LeaveGroup behind: it stays in the group
+    group = raw.call(M.DescribeGroupsRequest(groups=["g-static"]), 4).groups[0]
+    assert group.group_state == "Stable" and len(group.members) == 2
+    b_assignment = assigned.pop("b")
+    assigns.clear()
+    b2 = consumer("b2", "inst-b")
+    poll_all([a, b2], lambda: "b2" in assigned)
+    for _ in range(10):
+        a.poll(0.05)
+    assert assigned["b2"] == b_assignment and assigns == ["b2"]  # the same partitions; a was not rebalanced
+    group = raw.call(M.DescribeGroupsRequest(groups=["g-static"]), 4).groups[0]
+    after = {m.group_instance_id: m.member_id for m in group.members}
+    assert group.group_state == "Stable" and after["inst-a"] == before["inst-a"]
+    assert after["inst-b"] != before["inst-b"]
+    hb = raw.call(M.HeartbeatRequest(group_id="g-static", generation_id=-1, member_id=before["inst-b"],
+                                     group_instance_id="inst-b"), 3)
+    assert hb.error_code == E.FENCED_INSTANCE_ID
+    a.close()
+    b2.close()
+    assert errors == []
+
+
 def test_kcat_balanced_consumer_commits(omnibus_broker):
     binary = shutil.which("kcat") or shutil.which("kafkacat")
     if binary is None:
