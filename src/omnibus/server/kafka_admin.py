@@ -22,10 +22,13 @@ Rules: event-loop thread only; admin traffic is rare, so clarity beats speed her
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from omnibus.core.topics import TOPIC_CONFIGS, InvalidTopicConfig, validate_topic_config
+from omnibus.storage import compaction
 from omnibus.storage.log import MAX_BATCH_BYTES, OffsetOutOfRangeError
 from omnibus.wire.kafka import errors as E
 from omnibus.wire.kafka import messages as M
@@ -36,7 +39,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from omnibus.server.kafka_session import KafkaSession
     from omnibus.wire.kafka.connection import Request
 
-__all__ = ["describe_topic_configs", "broker_defaults"]
+__all__ = ["describe_topic_configs", "broker_defaults", "LogCleaner", "LOG_CLEANER_BACKOFF_MS"]
+
+log = logging.getLogger(__name__)
+#: Kafka log.cleaner.backoff.ms: how long the cleaner sleeps between looks for logs to compact.
+LOG_CLEANER_BACKOFF_MS = 15_000
 
 #: DescribeConfigsResponse config_type ids (KIP-569).
 CONFIG_TYPES = {"BOOLEAN": 1, "STRING": 2, "INT": 3, "SHORT": 4, "LONG": 5, "DOUBLE": 6, "LIST": 7,
@@ -138,6 +145,51 @@ def _bad_broker(name: str) -> str | None:
     if name in ("", str(NODE_ID)):
         return None
     return f"Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
+
+
+# -- the log cleaner ----------------------------------------------------------------------------------
+
+class LogCleaner:
+    """Compacts the partitions of topics whose ``cleanup.policy`` includes ``compact`` (Kafka's LogCleaner
+    thread): every ``LOG_CLEANER_BACKOFF_MS``, one log at a time, planning and swapping on the event loop
+    and rewriting segments in a worker thread (storage/compaction.py). ``run_once`` is also what a test
+    awaits to clean now. Event-loop thread only."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self._lock = asyncio.Lock()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+        broker.server.closers.append(self.stop)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_CLEANER_BACKOFF_MS / 1000)
+            try:
+                await self.run_once()
+            except Exception:  # one bad log must not stop the cleaner; it is retried next round
+                log.exception("log cleaner round failed")
+
+    async def run_once(self) -> compaction.CleanResult:
+        """Compact every compacted topic's partitions now; returns the totals."""
+        total = compaction.CleanResult()
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            for topic in list(self.broker.topics.values()):
+                if "compact" not in topic.config.configs.get("cleanup.policy", "delete"):
+                    continue
+                for plog in topic.partitions():
+                    p = compaction.plan(plog)
+                    if p is None:
+                        continue
+                    result = await loop.run_in_executor(None, compaction.build, p)
+                    compaction.install(plog, result)  # skips what changed meanwhile (deleted, closed)
+                    for name in ("segments_rewritten", "segments_deleted", "records_removed", "bytes_before",
+                                 "bytes_after"):
+                        setattr(total, name, getattr(total, name) + getattr(result, name))
+        return total
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 # -- handlers ------------------------------------------------------------------------------------------

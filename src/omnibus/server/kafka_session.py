@@ -110,6 +110,8 @@ class KafkaBroker:
             for name, raw in meta.items(TOPICS_NAMESPACE):
                 d = orjson.loads(raw)
                 self._open(name, d["partitions"], uuid.UUID(d["topic_id"]), d.get("configs", {}))
+        #: Compaction of cleanup.policy=compact topics (kafka_admin.LogCleaner).
+        self.cleaner = kafka_admin.LogCleaner(self)
 
     @classmethod
     def of(cls, server: "BrokerServer") -> "KafkaBroker":

@@ -25,7 +25,8 @@ writes), so the output *tiles* the segment's offset range: a batch that follows 
 previous batch's ``lastOffsetDelta`` stretched over the gap (a header patch and a new CRC; Kafka's own
 cleaner also keeps ``lastOffsetDelta`` when it drops a batch's last records), a gap at the segment's
 start is covered by moving the first re-encoded batch's base offset back, and a segment left with no
-records at all is deleted.
+records at all is deleted -- except the log's first segment, which stays as an empty file so the log
+start offset does not move (consumers at old offsets read on from the next data, as with Kafka).
 
 What is left untouched (kept byte for byte, and not counted as the latest value of their keys):
 control batches and transactional batches (Kafka removes aborted data and old markers; we keep them,
@@ -98,6 +99,7 @@ class Plan:
     now_ms: int
     delete_retention_ms: int
     index_interval_bytes: int
+    first_base: int  # base offset of the log's first segment
 
 
 @dataclass
@@ -137,7 +139,7 @@ def plan(log: Log, now_ms: int | None = None) -> Plan | None:
         chosen.append(_Seg(seg, seg.base_offset, seg.next_offset, seg.size, fd))
     if not chosen:
         return None
-    return Plan(log.path, chosen, now, cfg.delete_retention_ms, cfg.index_interval_bytes)
+    return Plan(log.path, chosen, now, cfg.delete_retention_ms, cfg.index_interval_bytes, closed[0].base_offset)
 
 
 # -- step 2 ------------------------------------------------------------------------------------------
@@ -290,8 +292,12 @@ def build(p: Plan) -> CleanResult:
                 continue
             result.records_removed += removed
             result.bytes_before += s.size
-            if not out:
+            if not out and s.base != p.first_base:
                 result.swaps.append((s.seg, None, removed))
+                continue
+            if not out:  # the log's first segment stays, empty, so the log start offset does not move
+                new = _write_segment(scratch, s.base, [], p)
+                result.swaps.append((s.seg, new, removed))
                 continue
             # Tile [base, next_offset): stretch over the gaps (module docstring).
             data = []
