@@ -90,7 +90,7 @@ def test_kafka_python_topic_lifecycle(broker, kadmin):
     assert cfg["segment.ms"]["value"] == "60000" and cfg["segment.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
     assert cfg["retention.ms"]["value"] == "3600000"
     assert [(s["name"], s["source"]) for s in cfg["segment.ms"]["synonyms"]] == [
-        ("segment.ms", "DYNAMIC_TOPIC_CONFIG"), ("log.roll.ms", "DEFAULT_CONFIG")]
+        ("segment.ms", "DYNAMIC_TOPIC_CONFIG"), ("log.roll.hours", "DEFAULT_CONFIG")]
 
     # kafka-python's default on a broker with IncrementalAlterConfigs: only the named key changes.
     kadmin.alter_configs([KConfigResource(ConfigResourceType.TOPIC, "life", configs={"retention.ms": "7200000"})])
@@ -170,7 +170,7 @@ def test_confluent_describe_and_incremental_alter(broker, cadmin):
 
     bad = ConfigResource(ResourceType.TOPIC, "inc", incremental_configs=[
         ConfigEntry("retention.ms", "5", incremental_operation=AlterConfigOpType.APPEND)])
-    with pytest.raises(KafkaException, match="Config value append is not allowed for config key: retention.ms"):
+    with pytest.raises(KafkaException, match="Can't APPEND to key retention.ms because its type is not LIST."):
         cadmin.incremental_alter_configs([bad])[bad].result(WAIT)
     bad = ConfigResource(ResourceType.TOPIC, "inc", incremental_configs=[
         ConfigEntry("segment.bytes", "10", incremental_operation=AlterConfigOpType.SET)])
@@ -276,3 +276,57 @@ def test_max_message_bytes_and_restart(tmp_path):
         res = ConfigResource(ResourceType.TOPIC, "mm")
         assert a.describe_configs([res])[res].result(WAIT)["max.message.bytes"].value == "2000"
         assert b.call(lambda: b.server.kafka.topics["mm"].partition(0).config.max_batch_bytes) == 2000
+
+
+def test_create_topics_reports_configs_and_validate_only(broker):
+    import socket
+
+    from omnibus.wire.kafka import messages as M
+    from omnibus.wire.kafka.connection import KafkaClientConnection
+
+    host, port = broker.kafka_bootstrap.split(":")
+    client = KafkaClientConnection()
+    T = M.CreateTopicsRequest
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        def call(body, version):
+            sock.sendall(client.send_request(body, version))
+            while True:
+                client.receive_data(sock.recv(65536))
+                evs = client.events()
+                if evs:
+                    return evs[0].body
+
+        req = T(topics=[T.CreatableTopic(name="kip525", num_partitions=2, replication_factor=1, assignments=[],
+                                         configs=[T.CreatableTopicConfig(name="retention.ms", value="1000")])],
+                timeout_ms=5000, validate_only=True)
+        res = call(req, 7).topics[0]
+        assert res.error_code == 0 and res.num_partitions == 2
+        cfg = {c.name: (c.value, c.config_source) for c in res.configs}
+        assert cfg["retention.ms"] == ("1000", 1) and cfg["cleanup.policy"] == ("delete", 5)
+        assert "kip525" not in broker.call(lambda: list(broker.server.kafka.topics))  # validate_only
+
+
+def test_delete_topic_answers_pending_fetch(broker, kadmin):
+    import socket
+
+    from omnibus.wire.kafka import messages as M
+    from omnibus.wire.kafka.connection import KafkaClientConnection
+
+    kadmin.create_topics([KNewTopic("polled", 1, 1)])
+    host, port = broker.kafka_bootstrap.split(":")
+    client = KafkaClientConnection()
+    F = M.FetchRequest
+    req = F(max_wait_ms=20000, min_bytes=1, topics=[F.FetchTopic(topic="polled", partitions=[
+        F.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=65536)])], forgotten_topics_data=[])
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(client.send_request(req, 12))
+        time.sleep(0.2)  # the fetch is now long-polling the empty partition
+        started = time.monotonic()
+        kadmin.delete_topics(["polled"])
+        resp = None
+        while resp is None:
+            client.receive_data(sock.recv(65536))
+            evs = client.events()
+            resp = evs[0].body if evs else None
+        assert time.monotonic() - started < 5  # answered at the delete, not at max_wait_ms
+        assert resp.responses[0].partitions[0].error_code == 3  # UNKNOWN_TOPIC_OR_PARTITION

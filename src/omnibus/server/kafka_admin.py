@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from omnibus.server.kafka_session import KafkaSession
     from omnibus.wire.kafka.connection import Request
 
-__all__ = ["describe_topic_configs", "broker_defaults", "LogCleaner", "LOG_CLEANER_BACKOFF_MS"]
+__all__ = ["describe_topic_configs", "created_topic_configs", "broker_defaults", "LogCleaner", "LOG_CLEANER_BACKOFF_MS"]
 
 log = logging.getLogger(__name__)
 #: Kafka log.cleaner.backoff.ms: how long the cleaner sleeps between looks for logs to compact.
@@ -61,6 +61,12 @@ def broker_defaults(server: Any) -> dict[str, str]:
               "segment.bytes": str(st.segment_bytes), "segment.ms": str(st.segment_ms),
               "index.interval.bytes": str(st.index_interval_bytes), "max.message.bytes": str(MAX_BATCH_BYTES)})
     return d
+
+
+#: Where Kafka's DEFAULT_CONFIG synonym is another name than the topic config's broker synonym: the broker
+#: default lives in the ``*.hours`` config (brokerConfigSynonyms: ms, minutes, hours; only hours has a default).
+_DEFAULT_SYNONYMS = {"retention.ms": ("log.retention.hours", "168"), "segment.ms": ("log.roll.hours", "168"),
+                     "segment.jitter.ms": ("log.roll.jitter.hours", "0")}
 
 
 def _default_source(name: str, value: str) -> int:
@@ -88,13 +94,21 @@ def describe_topic_configs(server: Any, overrides: dict[str, str], keys: list[st
             if cdef.synonym is not None:
                 if dsource == A.CONFIG_SOURCE_STATIC_BROKER:
                     syns.append(R.DescribeConfigsSynonym(name=cdef.synonym, value=default, source=dsource))
-                syns.append(R.DescribeConfigsSynonym(name=cdef.synonym, value=cdef.default,
-                                                     source=A.CONFIG_SOURCE_DEFAULT))
+                dname, dvalue = _DEFAULT_SYNONYMS.get(name, (cdef.synonym, cdef.default))
+                syns.append(R.DescribeConfigsSynonym(name=dname, value=dvalue, source=A.CONFIG_SOURCE_DEFAULT))
         out.append(R.DescribeConfigsResourceResult(
             name=name, value=value, read_only=False, is_default=source == A.CONFIG_SOURCE_DEFAULT,
             config_source=source, is_sensitive=False, synonyms=syns, config_type=CONFIG_TYPES[cdef.type],
             documentation=cdef.doc if documentation else None))
     return out
+
+
+def created_topic_configs(server: Any, overrides: dict[str, str]) -> list:
+    """CreateTopics v5+ (KIP-525): the new topic's configs, as DescribeConfigs would report them."""
+    R = M.CreateTopicsResponse
+    return [R.CreatableTopicConfigs(name=c.name, value=c.value, read_only=c.read_only, config_source=c.config_source,
+                                    is_sensitive=c.is_sensitive)
+            for c in describe_topic_configs(server, overrides, None, 1, False, False)]
 
 
 def _broker_configs(session: "KafkaSession") -> list[tuple[str, str, str, str]]:
@@ -203,9 +217,8 @@ def describe_configs(session: "KafkaSession", req: "Request") -> None:
         code, message, configs = 0, None, []
         if res.resource_type == A.RESOURCE_TOPIC:
             topic = session.broker.topics.get(res.resource_name)
-            if topic is None:
+            if topic is None:  # Kafka ConfigHelper: the code alone, no message
                 code = E.UNKNOWN_TOPIC_OR_PARTITION
-                message = E.error_message(code)
             else:
                 configs = describe_topic_configs(session.server, dict(topic.config.configs),
                                                  res.configuration_keys, version, body.include_synonyms,
@@ -237,10 +250,11 @@ def _alter(session: "KafkaSession", res: Any, compute, validate_only: bool) -> t
         return E.INVALID_REQUEST, f"Unsupported resource type: {res.resource_type}"
     topic = session.broker.topics.get(res.resource_name)
     if topic is None:
-        return E.UNKNOWN_TOPIC_OR_PARTITION, E.error_message(E.UNKNOWN_TOPIC_OR_PARTITION)
+        return E.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{res.resource_name}' does not exist."
     names = [c.name for c in res.configs]
     if len(set(names)) != len(names):
-        return E.INVALID_REQUEST, "Error due to duplicate config keys"
+        dups = sorted({n for n in names if names.count(n) > 1})
+        return E.INVALID_REQUEST, f"Error due to duplicate config keys : {','.join(dups)}"
     try:
         new = compute(dict(topic.config.configs))
     except InvalidTopicConfig as e:
@@ -273,19 +287,20 @@ def incremental_alter_configs(session: "KafkaSession", req: "Request") -> None:
     out = []
     for res in body.resources:
         def compute(current: dict[str, str], res: Any = res) -> dict[str, str]:
+            # KRaft ConfigurationControlManager.incrementalAlterConfigResource, then validation of the result.
             for c in res.configs:
                 cdef = TOPIC_CONFIGS.get(c.name)
-                if cdef is None:
-                    raise InvalidTopicConfig(f"Unknown topic config name: {c.name}")
                 op = c.config_operation
                 if op == A.OP_SET:
                     current[c.name] = validate_topic_config(c.name, c.value)
                 elif op == A.OP_DELETE:
+                    if cdef is None:
+                        raise InvalidTopicConfig(f"Unknown topic config name: {c.name}")
                     current.pop(c.name, None)
                 elif op in (A.OP_APPEND, A.OP_SUBTRACT):
-                    if cdef.type != "LIST":
-                        word = "append" if op == A.OP_APPEND else "subtract"
-                        raise InvalidTopicConfig(f"Config value {word} is not allowed for config key: {c.name}")
+                    if cdef is None or cdef.type != "LIST":
+                        word = "APPEND" if op == A.OP_APPEND else "SUBTRACT"
+                        raise InvalidTopicConfig(f"Can't {word} to key {c.name} because its type is not LIST.")
                     have = current.get(c.name, defaults[c.name])
                     items = [x for x in have.split(",") if x]
                     given = [x.strip() for x in (c.value or "").split(",") if x.strip()]

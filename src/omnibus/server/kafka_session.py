@@ -613,7 +613,9 @@ class KafkaSession:
             out.append(R.CreatableTopicResult(name=t.name, topic_id=topic.topic_id.bytes if topic else bytes(16),
                                               error_code=code, error_message=message,
                                               num_partitions=n if code == 0 else -1,
-                                              replication_factor=1 if code == 0 else -1, configs=[]))
+                                              replication_factor=1 if code == 0 else -1,
+                                              configs=kafka_admin.created_topic_configs(self.server, configs)
+                                              if code == 0 else []))
         return R(throttle_time_ms=0, topics=out)
 
     # -- teardown --------------------------------------------------------------------------------------
