@@ -134,11 +134,14 @@ def _saslname(s: str) -> str:
 
 
 def _attrs(msg: str) -> dict[str, str]:
+    """``a=1,b=2`` -> {"a": "1", "b": "2"}; RFC 5802 attributes are one letter, Kafka's extensions
+    (``tokenauth=true``, KIP-48) longer."""
     out = {}
     for part in msg.split(","):
-        if len(part) < 2 or part[1] != "=":
+        name, eq, value = part.partition("=")
+        if not name or not eq:
             raise ValueError(f"invalid SCRAM attribute {part!r}")
-        out[part[0]] = part[2:]
+        out[name] = value
     return out
 
 

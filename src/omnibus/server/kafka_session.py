@@ -23,6 +23,9 @@ Semantics follow Apache Kafka 3.x:
   sequence against the partition's producer state (kafka_txn / core.transactions: headers only, never the
   records); Fetch reports the last stable offset, and read_committed fetches stop at it and carry the
   aborted transactions of the fetched range.
+- Admin APIs, topic configs and the log cleaner live in kafka_admin (configs are applied to the partition
+  logs here, in KafkaBroker); SASL in kafka_sasl, behind a gate at the top of ``_handle`` and, for the
+  legacy SaslHandshake v0 raw tokens, of ``data_received``.
 
 Rules: event-loop thread only; no await and no logging per request or record.
 """
