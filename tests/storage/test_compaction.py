@@ -255,3 +255,22 @@ def test_crash_mid_swap_recovers(tmp_path, step):
     finally:
         log.close()
     assert not any(n.endswith(".deleted") for n in os.listdir(path))
+
+
+def test_check_data_accepts_a_compacted_log(tmp_path):
+    from omnibus.storage.check import check_data
+
+    log = _log(tmp_path / "data" / "l")
+    for i in range(60):
+        _put(log, b"k%d" % (i % 5), b"v%d" % i)
+    log.roll()
+    _put(log, b"z", b"active")
+    _flush(log)
+    assert compaction.compact(log).records_removed > 0
+    before = _contents(log)
+    log.close()
+    report = check_data(tmp_path / "data", repair=True)
+    assert report.ok and not report.problems, report.format()
+    again = _log(tmp_path / "data" / "l")
+    assert _contents(again) == before
+    again.close()
