@@ -173,3 +173,58 @@ def test_bad_user_config_fails_start(tmp_path):
 
     with pytest.raises(StartupError, match=r"amqp.users\[0\]"):
         SyncBroker(tmp_path, settings={"amqp.users": [{"password": "x"}]}).start()
+
+
+def test_connection_blocked_while_an_alarm_is_on(tmp_path):
+    """A tiny memory watermark sets the memory alarm: a publishing connection gets connection.blocked
+    ("low on memory", as RabbitMQ 3.10.8 words it) and is not read any more; a consuming one goes on;
+    once the alarm clears, connection.unblocked and the held publishes arrive."""
+    with SyncBroker(tmp_path, settings={"amqp.memory_high_watermark_bytes": 1}) as broker:
+        events = []
+        pub = connect(broker, blocked_connection_timeout=30)
+        pub.add_on_connection_blocked_callback(lambda _c, m: events.append(("blocked", m.method.reason)))
+        pub.add_on_connection_unblocked_callback(lambda _c, m: events.append(("unblocked",)))
+        sub = connect(broker)
+        sch = sub.channel()
+        sch.queue_declare("q")
+        pch = pub.channel()
+        pub.process_data_events(0.1)
+        assert events == []  # not blocked before it publishes (rabbit_reader: blocking, then blocked)
+        pch.basic_publish("", "q", b"first")  # the read that holds it is still handled
+        pub.process_data_events(0.2)
+        assert events == [("blocked", "low on memory")]
+        for i in range(3):
+            pch.basic_publish("", "q", b"held %d" % i)
+        pub.process_data_events(0.2)
+        assert sch.queue_declare("q", passive=True).method.message_count == 1  # the consumer side goes on
+        assert sch.basic_get("q", auto_ack=True)[2] == b"first"
+        node = broker.server.amqp_node
+        broker.call(setattr, node, "memory_high_watermark", 0)
+        for _ in range(50):
+            pub.process_data_events(0.1)
+            if len(events) == 2:
+                break
+        assert events == [("blocked", "low on memory"), ("unblocked",)]
+        pch.queue_declare("q", passive=True)  # a round trip: the held publishes were read before it
+        assert [sch.basic_get("q", auto_ack=True)[2] for _ in range(3)] == [b"held %d" % i for i in range(3)]
+        pub.close()
+        sub.close()
+
+
+def test_disk_alarm_reason(tmp_path):
+    with SyncBroker(tmp_path, settings={"amqp.disk_free_limit_bytes": 1 << 62}) as broker:
+        events = []
+        pub = connect(broker, blocked_connection_timeout=10)
+        pub.add_on_connection_blocked_callback(lambda _c, m: events.append(m.method.reason))
+        pub.add_on_connection_unblocked_callback(lambda _c, m: events.append("unblocked"))
+        pub.channel().basic_publish("", "nowhere", b"x")
+        pub.process_data_events(0.2)
+        assert events == ["low on disk"]
+        # a blocked connection is not read, not even its connection.close (as RabbitMQ): clear the alarm
+        broker.call(setattr, broker.server.amqp_node, "disk_free_limit", 0)
+        for _ in range(50):
+            pub.process_data_events(0.1)
+            if len(events) == 2:
+                break
+        assert events == ["low on disk", "unblocked"]
+        pub.close()
