@@ -378,3 +378,17 @@ def test_close_forgets_timers(members):
     assert h.c.next_deadline() is not None
     h.c.close()
     assert h.c.next_deadline() is None
+
+
+def test_on_timer_announces_deadlines_and_idle_groups_are_forgotten():
+    h = Harness()
+    announced = []
+    h.c._on_timer = announced.append
+    a, ja = h.new_member()
+    assert announced and min(announced) == h.c.next_deadline()
+    h.advance(0)
+    h.c.leave("g", [(a, None)])
+    h.c.check_offset_commit("committed", "", None, -1)
+    assert {g.group_id for g in h.c.list_groups()} == {"g", "committed"}
+    assert h.c.remove_idle_groups(keep=lambda gid: gid == "committed") == ["g"]
+    assert [g.group_id for g in h.c.list_groups()] == ["committed"]

@@ -22,7 +22,8 @@ PreparingRebalance, CompletingRebalance, Stable, Dead), the same transitions and
 
 Time comes from the injected :class:`~omnibus.core.clock.Clock` (``monotonic``). Timers are entries in a
 heap: :meth:`GroupCoordinator.poll` runs the due ones and :meth:`GroupCoordinator.next_deadline` says when
-to call it next, so the server keeps one loop timer and tests move a ManualClock. JoinGroup and SyncGroup
+to call it next (``on_timer(deadline)`` announces each new timer), so the server keeps one loop timer and
+tests move a ManualClock. JoinGroup and SyncGroup
 answers go to the callbacks passed with the request (possibly later, from ``poll`` or from another member's
 request); every parked callback is answered exactly once (where Kafka would leave a replaced request
 unanswered until the client times out, we answer REBALANCE_IN_PROGRESS or UNKNOWN_MEMBER_ID).
@@ -344,11 +345,13 @@ class GroupCoordinator:
 
     def __init__(self, clock: Clock, config: GroupConfig | None = None, *,
                  on_generation: Callable[[Group], None] | None = None,
+                 on_timer: Callable[[float], None] | None = None,
                  new_member_id: Callable[[str], str] | None = None) -> None:
         self.clock = clock
         self.config = config or GroupConfig()
         self.groups: dict[str, Group] = {}
         self._on_generation = on_generation
+        self._on_timer = on_timer
         self._new_member_id = new_member_id or (lambda prefix: f"{prefix}-{uuid.uuid4()}")
         self._heap: list[tuple[float, int, _Timer]] = []
         self._seq = itertools.count()
@@ -356,7 +359,10 @@ class GroupCoordinator:
     # -- timers ----------------------------------------------------------------------------------------
     def _after(self, delay_ms: float, fn: Callable[[], None]) -> _Timer:
         timer = _Timer(fn)
-        heapq.heappush(self._heap, (self.clock.monotonic() + max(delay_ms, 0) / 1000.0, next(self._seq), timer))
+        deadline = self.clock.monotonic() + max(delay_ms, 0) / 1000.0
+        heapq.heappush(self._heap, (deadline, next(self._seq), timer))
+        if self._on_timer is not None:
+            self._on_timer(deadline)
         return timer
 
     def next_deadline(self) -> float | None:
@@ -837,6 +843,18 @@ class GroupCoordinator:
         """Every group, or those in one of ``states`` (compared without case, as Kafka 3.x)."""
         wanted = {s.lower() for s in states}
         return [g.overview() for g in self.groups.values() if not wanted or g.state.value.lower() in wanted]
+
+    def remove_idle_groups(self, keep: Callable[[str], bool]) -> list[str]:
+        """Forget Empty groups with no pending member unless ``keep(group_id)`` (e.g. it has committed
+        offsets), as Kafka's periodic offsets cleanup drops empty groups without offsets. Returns their ids."""
+        idle = [g for g in self.groups.values()
+                if g.state is EMPTY and not g.pending_members and not keep(g.group_id)]
+        for group in idle:
+            group.state = DEAD
+            _cancel(group.join_timer)
+            _cancel(group.sync_timer)
+            del self.groups[group.group_id]
+        return [g.group_id for g in idle]
 
     def delete_groups(self, group_ids: Iterable[str]) -> dict[str, GroupError]:
         """DeleteGroups: only empty groups go (Dead); the server then removes their offsets."""

@@ -6,8 +6,9 @@ turns requests into its calls and its results into responses. This node is the c
 and transaction (FindCoordinator answers with itself; COORDINATOR_NOT_AVAILABLE and NOT_COORDINATOR never
 happen). JoinGroup and SyncGroup take a response slot and are answered when the coordinator calls back.
 
-Timers: the coordinator keeps its deadlines in a heap; :class:`KafkaGroups` keeps one ``call_later`` on the
-loop armed at the earliest (re-armed after every request), cancelled at stop through ``server.closers``.
+Timers: the coordinator keeps its deadlines in a heap and announces each new one; :class:`KafkaGroups` keeps
+one ``call_later`` on the loop armed at the earliest, and one that forgets idle groups every 10 minutes;
+both are cancelled at stop through ``server.closers``.
 Sessions own no timers: a closed connection's parked join is answered into the void (``session.closed``).
 
 Offsets: committed offsets live in the metadata store (``group_offsets``) and, for reads, in a cache loaded
@@ -62,6 +63,8 @@ GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 NOT_REQUESTED = -2147483648
 #: A timer firing a hair early (loop clock vs. monotonic) re-arms at least this far out, not in a busy loop.
 MIN_TIMER_S = 0.001
+#: How often empty groups without offsets are forgotten (Kafka offsets.retention.check.interval.ms, 10 min).
+IDLE_GROUP_CHECK_S = 600.0
 
 
 class CommittedOffset(NamedTuple):
@@ -137,15 +140,17 @@ class KafkaGroups:
         self.loop = asyncio.get_running_loop()
         ks = server.settings.kafka
         self.clock = SystemClock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self.coordinator = GroupCoordinator(self.clock, GroupConfig(
             min_session_timeout_ms=ks.group_min_session_timeout_ms,
             max_session_timeout_ms=ks.group_max_session_timeout_ms,
-            initial_rebalance_delay_ms=ks.group_initial_rebalance_delay_ms), on_generation=self._generation)
+            initial_rebalance_delay_ms=ks.group_initial_rebalance_delay_ms),
+            on_generation=self._generation, on_timer=self._wake_at)
         #: group -> (topic, partition) -> committed offset: what OffsetFetch answers (durable commits only).
         self.offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
         self.writer = _MetaWriter(server.meta, self.loop)
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._cleanup = self.loop.call_later(IDLE_GROUP_CHECK_S, self._remove_idle)
         self._restore()
         server.closers.append(self.close)
 
@@ -171,36 +176,33 @@ class KafkaGroups:
             meta.delete(GROUPS_NAMESPACE, group_id)
 
     # -- timer -----------------------------------------------------------------------------------------
-    def rearm(self) -> None:
-        """Arm the loop timer at the coordinator's next deadline (call after anything that may move it)."""
-        deadline = self.coordinator.next_deadline()
-        if deadline is None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._timer_at = None
-            return
+    def _wake_at(self, deadline: float) -> None:
+        """The coordinator has a timer due at ``deadline`` (its clock's monotonic): make sure the loop timer
+        fires by then."""
         if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
             return
         if self._timer is not None:
             self._timer.cancel()
-        delay = max(deadline - self.clock.monotonic(), 0.0)
         self._timer_at = deadline
-        self._timer = self.loop.call_later(delay, self._fire)
+        self._timer = self.loop.call_later(max(deadline - self.clock.monotonic(), 0.0), self._fire)
 
     def _fire(self) -> None:
         self._timer = self._timer_at = None
         self.coordinator.poll()
         deadline = self.coordinator.next_deadline()
-        if deadline is not None and deadline - self.clock.monotonic() < MIN_TIMER_S:
-            self._timer_at = deadline
-            self._timer = self.loop.call_later(MIN_TIMER_S, self._fire)
-            return
-        self.rearm()
+        if deadline is not None:  # a hair early (loop clock vs. monotonic): come back soon, not in a busy loop
+            self._wake_at(max(deadline, self.clock.monotonic() + MIN_TIMER_S))
+
+    def _remove_idle(self) -> None:
+        """Every ``IDLE_GROUP_CHECK_S``: empty groups without committed offsets are forgotten."""
+        self.coordinator.remove_idle_groups(lambda group_id: bool(self.offsets.get(group_id)))
+        self._cleanup = self.loop.call_later(IDLE_GROUP_CHECK_S, self._remove_idle)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
+        self._cleanup.cancel()
         self.coordinator.close()
         self.writer.close()
 
@@ -296,15 +298,13 @@ def join_group(session: "KafkaSession", req: "Request") -> None:
 
     instance_id = body.group_instance_id if v >= 5 else None
     peer = session.conn.peer
-    groups = _groups(session)
-    groups.coordinator.join(
+    _groups(session).coordinator.join(
         body.group_id, body.member_id or "", instance_id, protocol_type=body.protocol_type,
         protocols=[(p.name, bytes(p.metadata)) for p in body.protocols],
         session_timeout_ms=body.session_timeout_ms,
         rebalance_timeout_ms=body.rebalance_timeout_ms if v >= 1 else body.session_timeout_ms,
         callback=joined, client_id=req.client_id or "", client_host="/" + peer[0] if peer else "",
         require_known_member_id=v >= 4 and instance_id is None, supports_skip_assignment=v >= 9)
-    groups.rearm()
 
 
 @handler(M.SYNC_GROUP, (0, 5))
@@ -318,21 +318,17 @@ def sync_group(session: "KafkaSession", req: "Request") -> None:
         answer(R(throttle_time_ms=0, error_code=_code(r.error), protocol_type=r.protocol_type,
                  protocol_name=r.protocol_name, assignment=r.assignment))
 
-    groups = _groups(session)
-    groups.coordinator.sync(
+    _groups(session).coordinator.sync(
         body.group_id, body.generation_id, body.member_id, body.group_instance_id if v >= 3 else None,
         assignments={a.member_id: bytes(a.assignment) for a in body.assignments or ()}, callback=synced,
         protocol_type=body.protocol_type if v >= 5 else None, protocol_name=body.protocol_name if v >= 5 else None)
-    groups.rearm()
 
 
 @handler(M.HEARTBEAT, (0, 4))
 def heartbeat(session: "KafkaSession", req: "Request") -> None:
     body = req.body
-    groups = _groups(session)
-    error = groups.coordinator.heartbeat(body.group_id, body.generation_id, body.member_id,
+    error = _groups(session).coordinator.heartbeat(body.group_id, body.generation_id, body.member_id,
                                          body.group_instance_id if req.api_version >= 3 else None)
-    groups.rearm()
     session.respond(req, M.HeartbeatResponse(throttle_time_ms=0, error_code=_code(error)))
 
 
@@ -345,9 +341,7 @@ def leave_group(session: "KafkaSession", req: "Request") -> None:
         leaving = [(m.member_id, m.group_instance_id) for m in body.members]
     else:
         leaving = [(body.member_id, None)]
-    groups = _groups(session)
-    error, member_errors = groups.coordinator.leave(body.group_id, leaving)
-    groups.rearm()
+    error, member_errors = _groups(session).coordinator.leave(body.group_id, leaving)
     if v >= 3:
         session.respond(req, R(throttle_time_ms=0, error_code=_code(error), members=[
             R.MemberResponse(member_id=mid, group_instance_id=iid, error_code=_code(e))
@@ -390,7 +384,6 @@ def offset_commit(session: "KafkaSession", req: "Request") -> None:
     generation = body.generation_id_or_member_epoch if v >= 1 else -1
     error = groups.coordinator.check_offset_commit(body.group_id, (body.member_id or "") if v >= 1 else "",
                                                    body.group_instance_id if v >= 7 else None, generation)
-    groups.rearm()
     if error is not GroupError.NONE or not valid:
         if error is not GroupError.NONE:
             for t, p, _, _ in valid:
