@@ -137,3 +137,36 @@ def test_delete_policy_topic_switched_to_compact(tmp_path):
         got = consume_all(b.kafka_bootstrap, "switch")
         assert {k: v for _, k, v in got} == _expect(recs, delete_retention_expired=False)
         assert len(got) < len(recs)
+
+
+def test_kafka_python_idempotent_producer_and_consumer(tmp_path):
+    kafka = pytest.importorskip("kafka")
+    with SyncBroker(tmp_path) as b:
+        a = AdminClient({"bootstrap.servers": b.kafka_bootstrap})
+        a.create_topics([NewTopic("kp", 1, 1, config={"cleanup.policy": "compact",
+                                                      "segment.bytes": "1024"})])["kp"].result(WAIT)
+        recs = _records()
+        p = kafka.KafkaProducer(bootstrap_servers=b.kafka_bootstrap, enable_idempotence=True, linger_ms=0)
+        for k, v in recs:
+            p.send("kp", key=k, value=v).get(WAIT)  # one batch per record
+        p.close()
+        assert run_cleaner(b).records_removed > 0
+        headers = b.call(lambda: [h for h, _ in b.server.kafka.topics["kp"].partition(0).batches(0)])
+        assert all(h.producer_id >= 0 for h in headers if h.records_count)  # idempotent batches ...
+        assert any(h.records_count == 0 for h in headers)  # ... so gaps got empty batches, as Kafka leaves
+        c = kafka.KafkaConsumer(bootstrap_servers=b.kafka_bootstrap, group_id=None, auto_offset_reset="earliest")
+        try:
+            c.assign([kafka.TopicPartition("kp", 0)])
+            c.seek_to_beginning()
+            end = c.end_offsets([kafka.TopicPartition("kp", 0)])[kafka.TopicPartition("kp", 0)]
+            got: list = []
+            deadline = time.monotonic() + WAIT
+            while c.position(kafka.TopicPartition("kp", 0)) < end and time.monotonic() < deadline:
+                for batch in c.poll(timeout_ms=200).values():
+                    got += [(r.offset, r.key, r.value) for r in batch]
+            assert c.position(kafka.TopicPartition("kp", 0)) == end  # empty batches and gaps stepped over
+        finally:
+            c.close()
+        assert {k: v for _, k, v in got} == _expect(recs, delete_retention_expired=False)
+        assert len(got) < len(recs)
+        assert consume_all(b.kafka_bootstrap, "kp") == got  # librdkafka reads the same

@@ -274,3 +274,19 @@ def test_check_data_accepts_a_compacted_log(tmp_path):
     again = _log(tmp_path / "data" / "l")
     assert _contents(again) == before
     again.close()
+
+
+def test_idempotent_batches_keep_their_span(tmp_path):
+    log = _log(tmp_path / "l", segment_bytes=4000)
+    for i in range(6):  # one producer, sequences 0..5, one record per batch
+        log.append(build_batch([Record(b"k%d" % (i % 2), b"v%d" % i, (), NOW - DAY)], producer_id=42,
+                               producer_epoch=0, base_sequence=i))
+    log.roll()
+    _put(log, b"z", b"active")
+    _flush(log)
+    compaction.compact(log)
+    hs = [h for h, _ in log.batches(0)]
+    spans = [(h.base_offset, h.last_offset_delta, h.records_count, h.producer_id, h.base_sequence) for h in hs]
+    # offsets 0-3 lost their records: an empty filler covers them; the producer's batches keep base and span
+    assert spans == [(0, 3, 0, -1, -1), (4, 0, 1, 42, 4), (5, 0, 1, 42, 5), (6, 0, 1, -1, -1)]
+    log.close()

@@ -21,10 +21,13 @@ Strategy, in three steps so the event loop never waits on the disk work:
    so file regions already handed to a sender stay valid, as for a deleted segment.
 
 Offsets within a segment must stay contiguous from batch to batch (the loader checks it to find torn
-writes), so the output *tiles* the segment's offset range: a batch that follows removed batches has the
-previous batch's ``lastOffsetDelta`` stretched over the gap (a header patch and a new CRC; Kafka's own
-cleaner also keeps ``lastOffsetDelta`` when it drops a batch's last records), a gap at the segment's
-start is covered by moving the first re-encoded batch's base offset back, and a segment left with no
+writes), so the output *tiles* the segment's offset range: a gap left by removed batches is covered by
+stretching the previous batch's ``lastOffsetDelta`` over it (a header patch and a new CRC; Kafka's own
+cleaner also keeps ``lastOffsetDelta`` when it drops a batch's last records), or at the segment's start
+by moving the first re-encoded batch's base offset back -- but only for plain batches: an idempotent,
+transactional or control batch keeps its exact span (producer state is replayed from those headers), and
+the gap next to it gets an empty batch (recordsCount 0), which Kafka's cleaner writes too and clients
+step over. A segment left with no
 records at all is deleted -- except the log's first segment, which stays as an empty file so the log
 start offset does not move (consumers at old offsets read on from the next data, as with Kafka).
 
@@ -256,6 +259,38 @@ class _Out:
         return _encode_batch(self.h, self.base, self.last, self.records or [])
 
 
+def _plain(o: _Out) -> bool:
+    """A batch whose offset span may change: no producer state (sequences map to offsets), not part of a
+    transaction, not a control marker."""
+    return o.h.producer_id < 0 and not o.h.is_control and not o.h.is_transactional
+
+
+def _tile(out: list[_Out], base: int, next_offset: int) -> list[bytes]:
+    """Encode ``out`` so the batches cover [base, next_offset) without a hole (module docstring): a gap
+    after a plain batch is covered by stretching it, a gap at the start by moving a plain re-encoded
+    batch's base back, any other gap by an empty batch, as Kafka's cleaner leaves for producer state."""
+    items: list = []  # _Out or (first, last) of an empty filler batch
+    cursor = base
+    for o in out:
+        if o.base > cursor:
+            prev = items[-1] if items else None
+            if isinstance(prev, _Out) and _plain(prev):
+                prev.last = o.base - 1
+            elif prev is None and o.raw is None and _plain(o):
+                o.base = cursor
+            else:
+                items.append((cursor, o.base - 1))
+        items.append(o)
+        cursor = o.last + 1
+    if cursor < next_offset:
+        prev = items[-1] if items else None
+        if isinstance(prev, _Out) and _plain(prev):
+            prev.last = next_offset - 1
+        else:
+            items.append((cursor, next_offset - 1))
+    return [i.encode() if isinstance(i, _Out) else _empty_batch(*i) for i in items]
+
+
 def build(p: Plan) -> CleanResult:
     """Step 2 (module docstring). Blocks: run in a worker thread. Closes the plan's fds."""
     result = CleanResult()
@@ -299,17 +334,7 @@ def build(p: Plan) -> CleanResult:
                 new = _write_segment(scratch, s.base, [], p)
                 result.swaps.append((s.seg, new, removed))
                 continue
-            # Tile [base, next_offset): stretch over the gaps (module docstring).
-            data = []
-            if out[0].base > s.base:
-                if out[0].raw is None:
-                    out[0].base = s.base
-                else:
-                    data.append(_empty_batch(s.base, out[0].base - 1))
-            for i, o in enumerate(out):
-                o.last = (out[i + 1].base - 1) if i + 1 < len(out) else s.next_offset - 1
-                data.append(o.encode())
-            new = _write_segment(scratch, s.base, data, p)
+            new = _write_segment(scratch, s.base, _tile(out, s.base, s.next_offset), p)
             if new.next_offset != s.next_offset:  # never swap in something that does not cover the same range
                 new.close()
                 raise StorageError(f"cleaned segment {s.base} ends at {new.next_offset}, not {s.next_offset}")
