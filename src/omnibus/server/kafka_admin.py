@@ -172,6 +172,8 @@ class LogCleaner:
     def __init__(self, broker: Any) -> None:
         self.broker = broker
         self._lock = asyncio.Lock()
+        #: log path -> (clean point, time) of its last clean
+        self._cleaned: dict[str, tuple[int, int]] = {}
         self._task = asyncio.get_running_loop().create_task(self._loop())
         broker.server.closers.append(self.stop)
 
@@ -195,8 +197,16 @@ class LogCleaner:
                     p = compaction.plan(plog)
                     if p is None:
                         continue
+                    # Nothing new since the last clean of this log, and no tombstone can have expired since:
+                    # skip (a cheap stand-in for Kafka's min.cleanable.dirty.ratio).
+                    last = self._cleaned.get(plog.path)
+                    if last is not None and last[0] == p.clean_point and \
+                            p.now_ms - last[1] < plog.config.delete_retention_ms:
+                        p.release()
+                        continue
                     result = await loop.run_in_executor(None, compaction.build, p)
                     compaction.install(plog, result)  # skips what changed meanwhile (deleted, closed)
+                    self._cleaned[plog.path] = (p.clean_point, p.now_ms)
                     for name in ("segments_rewritten", "segments_deleted", "records_removed", "bytes_before",
                                  "bytes_after"):
                         setattr(total, name, getattr(total, name) + getattr(result, name))

@@ -104,6 +104,17 @@ class Plan:
     index_interval_bytes: int
     first_base: int  # base offset of the log's first segment
 
+    @property
+    def clean_point(self) -> int:
+        """One past the last offset this plan covers."""
+        return self.segments[-1].next_offset
+
+    def release(self) -> None:
+        """Close the plan's fds without building (a caller that decides not to clean after all)."""
+        for s in self.segments:
+            os.close(s.fd)
+        self.segments = []
+
 
 @dataclass
 class CleanResult:
