@@ -32,6 +32,8 @@ from omnibus.core.clock import Clock
 from omnibus.core.messages import Message
 from omnibus.core.queues import Queue, open_queue_class
 from omnibus.core.routing.exchanges import ExchangeRef, Exchanges
+from omnibus.core.stream_queues import StreamQueue, is_stream
+from omnibus.core.stream_queues import log_overrides as stream_log_overrides
 from omnibus.storage.acks import QueueAcks
 from omnibus.storage.log import Log
 from omnibus.storage.meta import MetaStore
@@ -190,6 +192,12 @@ class VirtualHost:
 
     def _create_queue(self, name: str, *, durable: bool, exclusive: bool, auto_delete: bool,
                       arguments: Mapping[str, Any]) -> Queue:
+        if is_stream(arguments):  # x-queue-type=stream: a log read by offset, retention from its arguments
+            log = self._open_log(queue_log_name(self.name, name), **stream_log_overrides(arguments))
+            stream = StreamQueue(name, log, self.clock, durable=durable, exclusive=exclusive,
+                                 auto_delete=auto_delete, arguments=arguments)
+            self.queues[name] = stream
+            return stream  # type: ignore[return-value]
         log = self._open_log(queue_log_name(self.name, name))
         q = open_queue_class(arguments)(name, log, QueueAcks(log), self.clock, durable=durable,
                                         exclusive=exclusive, auto_delete=auto_delete, arguments=arguments)

@@ -75,6 +75,7 @@ from omnibus.core.auth import CONFIGURE, FULL_ACCESS, READ, WRITE, Permissions, 
 from omnibus.core import deadletter
 from omnibus.core.messages import Message
 from omnibus.core.queues import HDR_EXPIRES, HDR_PRIORITY, REJECTED
+from omnibus.core.stream_queues import StreamQueue, is_stream, parse_max_age
 from omnibus.core.routing.exchanges import (AMQ_TOPIC, DEFAULT_EXCHANGE, ExchangeError, ExchangeInUse,
                                             ExchangeNotFound, ExchangeRef, InequivalentExchange,
                                             InvalidBinding, ReservedExchange, UnknownExchangeType)
@@ -84,7 +85,7 @@ from omnibus.wire.amqp import frames as fr
 from omnibus.wire.amqp import methods as m
 from omnibus.wire.amqp.connection import AMQPConnection, MethodFrame, ProtocolHeader, Publish
 from omnibus.wire.amqp.errors import (ACCESS_REFUSED, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED,
-                                      NO_ROUTE, NOT_ALLOWED, NOT_FOUND, NOT_IMPLEMENTED,
+                                      INTERNAL_ERROR, NO_ROUTE, NOT_ALLOWED, NOT_FOUND, NOT_IMPLEMENTED,
                                       PRECONDITION_FAILED, RESOURCE_LOCKED, SEND_CLOSE, AMQPError,
                                       amqp_error)
 from omnibus.wire.amqp.fields import Timestamp, decode_table
@@ -350,6 +351,17 @@ class Consumer:
         return not ch.global_prefetch or len(ch.unacked) < ch.global_prefetch
 
 
+class StreamConsumer(Consumer):
+    """A consumer of a stream queue: reads from its own offset; acks only give credit back."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, channel: "Channel", tag: str, queue: str, prefetch: int, exclusive: bool,
+                 offset: int) -> None:
+        super().__init__(channel, tag, queue, False, prefetch, exclusive)
+        self.offset = offset
+
+
 class Channel:
     __slots__ = ("id", "session", "unacked", "next_tag", "confirm", "publish_seq", "prefetch",
                  "global_prefetch", "consumers", "closing", "active", "tx", "tx_acks")
@@ -508,6 +520,8 @@ class AmqpBroker:
         queue = self.vhost.queues.get(name)
         if queue is None:
             return
+        if queue.__class__ is StreamQueue:
+            return self._pump_stream(name, queue, consumers)
         n = len(consumers)
         rr = self.rr.get(name, 0)
         while queue.message_count:
@@ -534,6 +548,32 @@ class AmqpBroker:
             session.conn.write(session.amqp.deliver(ch.id, c.tag, tag, d.redelivered, msg.exchange,
                                                     msg.routing_key, msg.properties, bytes(msg.body)))
         self.rr[name] = rr
+
+    def _pump_stream(self, name: str, queue: StreamQueue, consumers: list[Consumer]) -> None:
+        """Each consumer of a stream reads on from its own offset while it has credit (prefetch);
+        deliveries carry ``x-stream-offset`` (rabbit_stream_queue). The batch read is shared."""
+        end = queue.end_offset
+        for c in consumers:
+            while c.offset < end and c.has_capacity():
+                msgs = queue.read(c.offset)
+                if not msgs:
+                    break
+                ch = c.channel
+                session = ch.session
+                write, deliver = session.conn.write, session.amqp.deliver
+                for offset, msg in msgs:
+                    if not c.has_capacity():
+                        break
+                    tag = ch.next_tag
+                    ch.next_tag = tag + 1
+                    ch.unacked[tag] = (name, offset, c)
+                    c.unacked += 1
+                    try:
+                        props = patch_headers(msg.properties or EMPTY_PROPERTIES, {"x-stream-offset": offset})
+                    except PropertiesError:  # pragma: no cover (checked at publish)
+                        props = msg.properties or EMPTY_PROPERTIES
+                    write(deliver(ch.id, c.tag, tag, False, msg.exchange, msg.routing_key, props, bytes(msg.body)))
+                    c.offset = offset + 1
 
     def remove_consumer(self, c: Consumer) -> None:
         lst = self.consumers.get(c.queue)
@@ -1131,6 +1171,8 @@ class AmqpSession:
                 self._assert_equivalent(q, method, durable)
                 q.touch()
             else:
+                if is_stream(method.arguments) and not self._check_stream_declare(name, method, durable):
+                    return
                 _check_queue_args(name, method.arguments)
                 try:
                     q, created = vh.declare_queue(name, durable=durable, exclusive=bool(method.exclusive),
@@ -1144,6 +1186,25 @@ class AmqpSession:
         if not method.nowait:
             consumers = len(broker.consumers.get(name, ()))
             self.conn.write(fr.method_frame(ch_id, m.QueueDeclareOk(name, q.message_count, consumers)))
+
+    def _check_stream_declare(self, name: str, method: Any, durable: bool) -> bool:
+        """rabbit_stream_queue declare: auto-delete, exclusive, non-durable are refused (406, in that order,
+        observed on 3.10.8); an x-max-age that does not parse crashes RabbitMQ's channel (541
+        INTERNAL_ERROR, connection closed): False after that close."""
+        for bad, prop in ((method.auto_delete, "auto-delete"), (method.exclusive, "exclusive-owner"),
+                          (not durable, "non-durable")):
+            if bad:
+                raise ChannelError(PRECONDITION_FAILED, f"invalid property '{prop}' for {_rs('queue', name)}")
+        age = (method.arguments or {}).get("x-max-age")
+        if age is not None and parse_max_age(age) is None:
+            self._internal_error()
+            return False
+        return True
+
+    def _internal_error(self) -> None:
+        """RabbitMQ's answer to a crash in a channel process: connection.close 541 "INTERNAL_ERROR"."""
+        self.conn.write(self.amqp.send(0, m.ConnectionClose(INTERNAL_ERROR, "INTERNAL_ERROR", 0, 0)))
+        self._await_close_ok()
 
     def _assert_equivalent(self, q: "Queue", method: Any, durable: bool) -> None:
         """queue.declare of an existing queue: rabbit_amqqueue assert_equivalence, in its order: exclusive
@@ -1194,7 +1255,10 @@ class AmqpSession:
             self.conn.write(fr.method_frame(ch_id, m.QueueUnbindOk()))
 
     def _queue_purge(self, ch_id, ch, method) -> None:
-        count = self._queue(method.queue).purge()
+        q = self._queue(method.queue)
+        if q.__class__ is StreamQueue:  # rabbit_stream_queue purge: 540, the connection closes
+            raise ChannelError(NOT_IMPLEMENTED, f"queue.purge not supported by stream queues {_rs('queue', q.name)}")
+        count = q.purge()
         if not method.nowait:
             self.conn.write(fr.method_frame(ch_id, m.QueuePurgeOk(count)))
 
@@ -1230,6 +1294,8 @@ class AmqpSession:
         broker = self.broker
         name = method.queue
         q = self._queue(name)
+        if q.__class__ is StreamQueue:
+            return self._consume_stream(ch_id, ch, method, q)
         priority = (method.arguments or {}).get("x-priority", 0)
         if priority is not None and (err := _want_int(priority)):  # rabbit_amqqueue consume_args
             raise ChannelError(PRECONDITION_FAILED, f"invalid arg 'x-priority' for {_rs('queue', name)}: {err}")
@@ -1251,6 +1317,44 @@ class AmqpSession:
             self.conn.write(fr.method_frame(ch_id, m.BasicConsumeOk(tag)))
         broker.pump(name)
 
+    def _consume_stream(self, ch_id, ch, method, q: StreamQueue) -> None:
+        """basic.consume on a stream (rabbit_stream_queue consume): a consumer prefetch is required (406),
+        automatic acks are not supported (540); ``x-stream-offset`` is "first", "last", "next" (the
+        default), an offset, a timestamp (seconds) or an age such as "1h"; anything else crashes
+        RabbitMQ's channel (541)."""
+        name = q.name
+        if not ch.prefetch:
+            raise ChannelError(PRECONDITION_FAILED, f"consumer prefetch count is not set for '{_rs('queue', name)}'")
+        if method.no_ack:
+            raise ChannelError(NOT_IMPLEMENTED, f"automatic acknowledgement not supported by stream queues "
+                                                f"{_rs('queue', name)}")
+        spec = (method.arguments or {}).get("x-stream-offset", "next")
+        if isinstance(spec, bytes):
+            spec = spec.decode("utf-8", "replace")
+        if isinstance(spec, Timestamp):
+            spec = ("timestamp", int(spec) * 1000)
+        elif isinstance(spec, str) and spec not in ("first", "last", "next"):
+            age = parse_max_age(spec)
+            spec = None if age is None else ("age", age)
+        elif isinstance(spec, bool) or not isinstance(spec, (str, int)):
+            spec = None
+        if spec is None:
+            self._internal_error()
+            return
+        broker = self.broker
+        tag = method.consumer_tag or "amq.ctag-" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if tag in ch.consumers:
+            raise ChannelError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+        existing = broker.consumers.get(name, [])
+        if existing and (method.exclusive or any(c.exclusive for c in existing)):
+            raise ChannelError(ACCESS_REFUSED, f"{_rs('queue', name)} in exclusive use")
+        c = StreamConsumer(ch, tag, name, ch.prefetch, bool(method.exclusive), q.resolve(spec))
+        ch.consumers[tag] = c
+        broker.consumers.setdefault(name, []).append(c)
+        if not method.nowait:
+            self.conn.write(fr.method_frame(ch_id, m.BasicConsumeOk(tag)))
+        broker.pump(name)
+
     def _cancel(self, ch_id, ch, method) -> None:
         c = ch.consumers.pop(method.consumer_tag, None)
         if not method.nowait:
@@ -1260,6 +1364,8 @@ class AmqpSession:
 
     def _get(self, ch_id, ch, method) -> None:
         q = self._queue(method.queue)
+        if q.__class__ is StreamQueue:  # rabbit_stream_queue dequeue: 540, the connection closes
+            raise ChannelError(NOT_IMPLEMENTED, f"basic.get not supported by stream queues {_rs('queue', q.name)}")
         if q.timed:  # an expired head is never returned (TTL 0: nothing waits for a get)
             q.expire_head()
         if q.expires is not None:

@@ -279,10 +279,11 @@ class BrokerServer:
             self.logs[name] = log
         return log
 
-    def open_unbounded_log(self, name: str) -> Log:
+    def open_unbounded_log(self, name: str, **overrides: Any) -> Log:
         """A log that time/size retention never trims: queues and JetStream streams decide themselves
-        what to remove (acks, stream limits); only Kafka topics use the broker's retention settings."""
-        return self.open_log(name, retention_ms=-1, retention_bytes=-1)
+        what to remove (acks, stream limits); only Kafka topics use the broker's retention settings.
+        ``overrides`` (AMQP stream queues: their x-max-age / x-max-length-bytes) win."""
+        return self.open_log(name, **{"retention_ms": -1, "retention_bytes": -1, **overrides})
 
     def delete_log(self, name: str) -> None:
         """Close (if open) and remove the log ``logs/<name>``. Blocks briefly."""
