@@ -330,3 +330,52 @@ def test_delete_topic_answers_pending_fetch(broker, kadmin):
             resp = evs[0].body if evs else None
         assert time.monotonic() - started < 5  # answered at the delete, not at max_wait_ms
         assert resp.responses[0].partitions[0].error_code == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
+def _raw_call(sock, client, body, version):
+    sock.sendall(client.send_request(body, version))
+    while True:
+        client.receive_data(sock.recv(65536))
+        evs = client.events()
+        if evs:
+            return evs[0].body
+
+
+def test_delete_by_topic_id_documentation_and_restart(tmp_path):
+    import socket
+    import uuid
+
+    from omnibus.wire.kafka import messages as M
+    from omnibus.wire.kafka.connection import KafkaClientConnection
+
+    D = M.DeleteTopicsRequest
+    with SyncBroker(tmp_path) as b:
+        a = KafkaAdminClient(bootstrap_servers=b.kafka_bootstrap)
+        a.create_topics([KNewTopic("by-id", 1, 1), KNewTopic("by-name", 1, 1), KNewTopic("kept", 1, 1)])
+        a.close()
+        tid = b.call(lambda: b.server.kafka.topics["by-id"].topic_id)
+        host, port = b.kafka_bootstrap.split(":")
+        client = KafkaClientConnection()
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            res = _raw_call(sock, client, D(topics=[D.DeleteTopicState(name=None, topic_id=tid.bytes),
+                                                    D.DeleteTopicState(name=None, topic_id=uuid.uuid4().bytes),
+                                                    D.DeleteTopicState(name="by-name", topic_id=bytes(16))],
+                                            timeout_ms=5000), 6)
+            assert [(r.name, r.error_code) for r in res.responses] == [("by-id", 0), (None, 100), ("by-name", 0)]
+            assert res.responses[0].topic_id == tid.bytes
+            res = _raw_call(sock, client, D(topic_names=["nope"], timeout_ms=5000), 5)
+            assert (res.responses[0].error_code, res.responses[0].error_message) == (
+                3, "This server does not host this topic-partition.")
+            C = M.DescribeConfigsRequest
+            res = _raw_call(sock, client, C(resources=[C.DescribeConfigsResource(
+                resource_type=2, resource_name="kept", configuration_keys=["retention.ms", "cleanup.policy"])],
+                include_synonyms=False, include_documentation=True), 4)
+            cfgs = {c.name: c for c in res.results[0].configs}
+            assert set(cfgs) == {"retention.ms", "cleanup.policy"}
+            assert cfgs["retention.ms"].documentation.startswith("This configuration controls the maximum time")
+            assert cfgs["retention.ms"].config_type == 5 and cfgs["cleanup.policy"].config_type == 7
+    with SyncBroker(tmp_path) as b:  # deleted topics stay deleted; the kept one is back
+        from omnibus.server.kafka_session import KafkaBroker
+
+        assert b.call(lambda: sorted(KafkaBroker.of(b.server).topics)) == ["kept"]
+        assert sorted(p.name for p in (b.data_dir / "logs" / "kafka").iterdir()) == ["kept-0"]
