@@ -12,7 +12,8 @@ import itertools
 import pytest
 
 from omnibus.core.clock import ManualClock
-from omnibus.core.groups import GroupConfig, GroupCoordinator, GroupError, JoinResult, SyncResult
+from omnibus.core.groups import (NEW_MEMBER_JOIN_TIMEOUT_MS, GroupConfig, GroupCoordinator, GroupError, GroupState,
+                                  JoinResult, SyncResult)
 
 E = GroupError
 SESSION, REBALANCE = 10_000, 30_000
@@ -392,3 +393,112 @@ def test_on_timer_announces_deadlines_and_idle_groups_are_forgotten():
     assert {g.group_id for g in h.c.list_groups()} == {"g", "committed"}
     assert h.c.remove_idle_groups(keep=lambda gid: gid == "committed") == ["g"]
     assert [g.group_id for g in h.c.list_groups()] == ["committed"]
+
+
+# -- property: any interleaving keeps the bookkeeping consistent and answers every request exactly once ----
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+#: Mostly each client's natural next step (join, wait, sync, heartbeat), sometimes something out of turn.
+OPS = st.tuples(st.sampled_from(["step"] * 20 + ["join", "restart", "sync", "heartbeat", "leave", "commit",
+                                                  "advance", "advance", "delete"]), st.integers(0, 3))
+ADVANCE_MS = [50, 3000, 10_000, 30_000]
+
+
+def check_invariants(c: GroupCoordinator) -> None:
+    for g in c.groups.values():
+        members = g.members
+        assert g.awaiting_join == sum(m.join_cb is not None for m in members.values())
+        assert g.pending_sync <= set(members)
+        assert (g.leader_id is None) == (not members) or g.leader_id in members
+        assert all(members[mid].instance_id == iid for iid, mid in g.static_members.items())
+        assert set(g.static_members.values()) == {m.member_id for m in members.values() if m.instance_id}
+        counts = {}
+        for m in members.values():
+            for p, _ in m.protocols:
+                counts[p] = counts.get(p, 0) + 1
+        assert {p: n for p, n in g._supported.items() if n} == counts
+        assert not set(g.pending_members) & set(members)
+        if g.state is GroupState.EMPTY:
+            assert not members
+        if g.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
+            assert members and g.protocol_name is not None
+        if g.state is not GroupState.COMPLETING_REBALANCE:
+            assert all(m.sync_cb is None for m in members.values())
+        if g.state is not GroupState.PREPARING_REBALANCE:
+            assert all(m.join_cb is None for m in members.values())
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(OPS, max_size=40), st.booleans())
+def test_any_interleaving_keeps_invariants_and_answers_every_request_once(ops, static):
+    h = Harness(delay_ms=100)
+    ids = {i: "" for i in range(4)}
+    gens = {i: -1 for i in range(4)}
+    #: per client: what its next natural step is ("join", "wait", "sync", "heartbeat")
+    phase = {i: "join" for i in range(4)}
+    answers: dict[int, int] = {}
+    seq = itertools.count()
+
+    def answered(n, on_result=None):
+        def cb(result):
+            answers[n] = answers.get(n, 0) + 1
+            assert answers[n] == 1, "answered twice"
+            if on_result is not None:
+                on_result(result)
+        answers.setdefault(n, 0)
+        return cb
+
+    def on_join(i):
+        def f(r):
+            if r.error in (E.NONE, E.MEMBER_ID_REQUIRED):
+                ids[i] = r.member_id
+                gens[i] = r.generation
+            elif r.error in (E.UNKNOWN_MEMBER_ID, E.FENCED_INSTANCE_ID):
+                ids[i], gens[i] = "", -1
+            phase[i] = "sync" if r.error is E.NONE else "join"
+        return f
+
+    def on_sync(i):
+        def f(r):
+            phase[i] = "heartbeat" if r.error is E.NONE else "join"
+        return f
+
+    for op, arg in ops:
+        if op == "advance":
+            h.advance(ADVANCE_MS[arg])
+        elif op == "delete":
+            h.c.delete_groups(["g"])
+        else:
+            i = arg
+            instance = f"inst-{i}" if static and i % 2 else None
+            if op == "step":
+                op = phase[i]
+                if op == "heartbeat" and h.c.heartbeat("g", gens[i], ids[i], instance) is not E.NONE:
+                    phase[i] = "join"
+                if op == "wait":
+                    h.advance(100)  # parked: time passes
+                if op in ("wait", "heartbeat"):
+                    check_invariants(h.c)
+                    continue
+                phase[i] = "wait"
+            if op in ("join", "restart"):
+                member_id = "" if op == "restart" else ids[i]
+                h.c.join("g", member_id, instance, protocol_type="consumer", protocols=RANGE,
+                         session_timeout_ms=SESSION, rebalance_timeout_ms=REBALANCE,
+                         callback=answered(next(seq), on_join(i)), client_id=f"c{i}")
+            elif op == "sync":
+                g = h.c.group("g")
+                assignments = {m: b"x" for m in g.members} if g is not None and g.leader_id == ids[i] else {}
+                h.c.sync("g", gens[i], ids[i], instance, assignments=assignments,
+                         callback=answered(next(seq), on_sync(i)))
+            elif op == "heartbeat":
+                h.c.heartbeat("g", gens[i], ids[i], instance)
+            elif op == "leave":
+                h.c.leave("g", [(ids[i], instance)])
+            elif op == "commit":
+                h.c.check_offset_commit("g", ids[i], instance, gens[i])
+        check_invariants(h.c)
+    for _ in range(4):  # with time, every parked JoinGroup and SyncGroup gets its one answer
+        h.advance(NEW_MEMBER_JOIN_TIMEOUT_MS)
+        check_invariants(h.c)
+    assert all(n == 1 for n in answers.values()), answers
