@@ -16,7 +16,8 @@ from omnibus import SyncBroker
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType  # noqa: E402,E501
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,  # noqa: E402
+                                   NewTopic, ResourceType)
 
 WAIT = 15
 KEYS = 8
@@ -84,8 +85,8 @@ def test_compacted_topic_keeps_latest_values(tmp_path):
     recs = _records()
     with SyncBroker(tmp_path) as b:
         a = AdminClient({"bootstrap.servers": b.kafka_bootstrap})
-        a.create_topics([NewTopic("compacted", 1, 1, config={
-            "cleanup.policy": "compact", "segment.bytes": "1024", "delete.retention.ms": "86400000"})])["compacted"].result(WAIT)
+        configs = {"cleanup.policy": "compact", "segment.bytes": "1024", "delete.retention.ms": "86400000"}
+        a.create_topics([NewTopic("compacted", 1, 1, config=configs)])["compacted"].result(WAIT)
         produce(b.kafka_bootstrap, "compacted", recs)
         before = consume_all(b.kafka_bootstrap, "compacted")
         assert len(before) == len(recs)

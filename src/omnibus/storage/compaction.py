@@ -54,7 +54,6 @@ from .loader import fsync_dir
 from .log import Log
 from .records import (
     COMPRESSION_GZIP,
-    COMPRESSION_MASK,
     COMPRESSION_NONE,
     HEADER,
     HEADER_SIZE,
