@@ -380,3 +380,18 @@ def test_delete_by_topic_id_documentation_and_restart(tmp_path):
 
         assert b.call(lambda: sorted(KafkaBroker.of(b.server).topics)) == ["kept"]
         assert sorted(p.name for p in (b.data_dir / "logs" / "kafka").iterdir()) == ["kept-0"]
+
+
+def test_kafkajs_admin(broker):
+    from tests.helpers import run_node_script
+
+    r = run_node_script("kafkajs_admin.mjs", broker.kafka_bootstrap, "kafkajs")
+    assert r["decrease"] == "Number of partitions is invalid"  # kafkajs's text for INVALID_PARTITIONS
+    assert r["partitions"] == 3
+    assert r["before"] == {"cleanup.policy": ["delete", True, 5], "retention.ms": ["3600000", False, 1]}
+    # AlterConfigs replaces the set: retention.ms is back to the default
+    assert r["after"] == {"cleanup.policy": ["compact", False, 1], "retention.ms": ["604800000", True, 5]}
+    assert r["invalid"] == "Configuration is invalid"  # INVALID_CONFIG
+    assert (r["low"], r["high"]) == ("4", "10")
+    assert (r["clusterId"], r["brokers"], r["controller"]) == ("omnibus-single-node-cluster", 1, 0)
+    assert r["remaining"] == []

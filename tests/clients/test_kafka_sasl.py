@@ -201,3 +201,28 @@ def test_no_users_means_no_sasl(tmp_path):
             assert _call(sock, client, M.SaslHandshakeRequest(mechanism="PLAIN"), 1).error_code == 34
         finally:
             sock.close()
+
+
+@pytest.mark.parametrize("mech", MECHANISMS)
+def test_kafkajs(broker, mech):
+    import json
+    import shutil
+    import subprocess
+
+    from tests.helpers import JS_DIR
+
+    node = shutil.which("node")
+    if node is None or not (JS_DIR / "node_modules" / "kafkajs").is_dir():
+        pytest.fail("node and tests/clients/js/node_modules/kafkajs are needed: run ./scripts/test (npm ci)")
+
+    def run(password: str) -> dict:
+        proc = subprocess.run([node, str(JS_DIR / "kafkajs_sasl.mjs"), broker.kafka_bootstrap, mech.lower(), "alice",
+                               password], cwd=JS_DIR, capture_output=True, text=True, timeout=45,
+                              stdin=subprocess.DEVNULL)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert run("alice-secret") == {"ok": True, "high": "1"}
+    r = run("wrong")
+    expected = ("Authentication failed: Invalid username or password" if mech == "PLAIN" else
+                f"Authentication failed during authentication due to invalid credentials with SASL mechanism {mech}")
+    assert r["ok"] is False and r["type"] == "KafkaJSSASLAuthenticationError" and r["message"].endswith(expected)
