@@ -226,3 +226,27 @@ def test_kafkajs(broker, mech):
     expected = ("Authentication failed: Invalid username or password" if mech == "PLAIN" else
                 f"Authentication failed during authentication due to invalid credentials with SASL mechanism {mech}")
     assert r["ok"] is False and r["type"] == "KafkaJSSASLAuthenticationError" and r["message"].endswith(expected)
+
+
+@pytest.mark.parametrize("mech", MECHANISMS)
+def test_aiokafka(broker, mech, caplog):
+    import asyncio
+
+    aiokafka = pytest.importorskip("aiokafka")
+    from aiokafka.errors import KafkaConnectionError
+
+    async def send(password: str) -> None:
+        p = aiokafka.AIOKafkaProducer(bootstrap_servers=broker.kafka_bootstrap, security_protocol="SASL_PLAINTEXT",
+                                      sasl_mechanism=mech, sasl_plain_username="alice", sasl_plain_password=password,
+                                      request_timeout_ms=5000)
+        try:
+            await p.start()
+            await p.send_and_wait(f"aio-sasl-{mech.lower()}", b"x")
+        finally:
+            await p.stop()
+
+    asyncio.run(send("alice-secret"))
+    caplog.set_level(logging.ERROR, logger="aiokafka")
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(send("wrong"))
+    assert "[Error 58] SaslAuthenticationFailed: Authentication failed" in caplog.text
