@@ -7,7 +7,8 @@ answers at once. Topic configs are validated and normalised by :mod:`omnibus.cor
 ConfigDef types, validators and INVALID_CONFIG texts); a topic stores only its overrides, everything else
 is reported from the broker's settings or Kafka's defaults.
 
-Semantics follow Apache Kafka 3.x (``ControllerApis``/``ConfigHelper``/``ZkAdminManager``):
+Semantics and error texts follow Apache Kafka 3.x in KRaft mode (``ControllerApis``, the controller's
+``ReplicationControlManager`` and ``ConfigurationControlManager``, the broker's ``ConfigHelper``):
 - DescribeConfigs lists every topic config Kafka reports, ``config_source`` DYNAMIC_TOPIC_CONFIG for an
   override, STATIC_BROKER_CONFIG where this broker's setting differs from Kafka's default, else
   DEFAULT_CONFIG; synonyms (the override, then the broker-level ``log.*`` name) and documentation when
@@ -358,6 +359,24 @@ def delete_topics(session: "KafkaSession", req: "Request") -> None:
     session.respond(req, R(throttle_time_ms=0, responses=out))
 
 
+def _check_assignments(assignments: list, additional: int) -> tuple[int, str | None]:
+    if len(assignments) != additional:
+        return E.INVALID_REPLICA_ASSIGNMENT, (f"Attempted to add {additional} additional partition(s), but only "
+                                              f"{len(assignments)} assignment(s) were specified.")
+    for a in assignments:
+        ids = sorted(a.broker_ids)
+        if not ids:
+            return E.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes an empty replica list."
+        for i, b in enumerate(ids):
+            if b != NODE_ID:
+                return E.INVALID_REPLICA_ASSIGNMENT, (f"The manual partition assignment includes broker {b}, but no "
+                                                      "such broker is registered.")
+            if i and ids[i - 1] == b:
+                return E.INVALID_REPLICA_ASSIGNMENT, (f"The manual partition assignment includes the broker {b} more "
+                                                      "than once.")
+    return 0, None
+
+
 @handler(M.CREATE_PARTITIONS, (0, 3))
 def create_partitions(session: "KafkaSession", req: "Request") -> None:
     body = req.body
@@ -367,21 +386,17 @@ def create_partitions(session: "KafkaSession", req: "Request") -> None:
     for t in body.topics:
         code, message = 0, None
         topic = broker.topics.get(t.name)
+        # Texts of KRaft's ReplicationControlManager.createPartitions / validateManualPartitionAssignment.
         if topic is None:
-            code, message = E.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{t.name}' does not exist."
+            code, message = E.UNKNOWN_TOPIC_OR_PARTITION, E.error_message(E.UNKNOWN_TOPIC_OR_PARTITION)
+        elif t.count == len(topic):
+            code, message = E.INVALID_PARTITIONS, f"Topic already has {len(topic)} partition(s)."
         elif t.count < len(topic):
             code = E.INVALID_PARTITIONS
-            message = f"Topic currently has {len(topic)} partitions, which is higher than the requested {t.count}."
-        elif t.count == len(topic):
-            code, message = E.INVALID_PARTITIONS, f"Topic already has {len(topic)} partitions."
-        elif t.assignments is not None and len(t.assignments) != t.count - len(topic):
-            code = E.INVALID_REPLICA_ASSIGNMENT
-            message = (f"Increasing the number of partitions by {t.count - len(topic)} but "
-                       f"{len(t.assignments)} assignments provided.")
-        elif t.assignments is not None and any(b != NODE_ID for a in t.assignments for b in a.broker_ids):
-            code = E.INVALID_REPLICA_ASSIGNMENT
-            bad = sorted({b for a in t.assignments for b in a.broker_ids if b != NODE_ID})
-            message = f"Unknown broker(s) in replica assignment: {', '.join(map(str, bad))}."
+            message = (f"The topic {t.name} currently has {len(topic)} partition(s); {t.count} would not be an "
+                       "increase.")
+        elif t.assignments is not None:
+            code, message = _check_assignments(t.assignments, t.count - len(topic))
         if code == 0 and not body.validate_only:
             broker.add_partitions(t.name, t.count)
         out.append(R.CreatePartitionsTopicResult(name=t.name, error_code=code, error_message=message))
