@@ -279,20 +279,20 @@ def test_x_expires_deletes_an_unused_queue(conn):
     ch = conn.channel()
     idle, used = uniq("idle"), uniq("used")
     ch.queue_declare(idle, arguments={"x-expires": 300})
-    ch.queue_declare(used, arguments={"x-expires": 300})
+    ch.queue_declare(used, arguments={"x-expires": 800})
     ch.basic_publish("", idle, b"x")
     tag = ch.basic_consume(used, lambda *a: None)
-    pause(conn, 0.7)
+    pause(conn, 1.0)
     assert ch.queue_declare(used, passive=True).method.consumer_count == 1  # a consumer keeps it
     with pytest.raises(ChannelClosedByBroker) as e:
         conn.channel().queue_declare(idle, passive=True)
     assert e.value.reply_code == 404
     ch.basic_cancel(tag)  # unused from now on
-    pause(conn, 0.2)
-    ch.basic_get(used)  # a get starts the period again
-    pause(conn, 0.2)
-    assert ch.queue_declare(used, passive=True).method.message_count == 0
     pause(conn, 0.5)
+    ch.basic_get(used)  # a get starts the period again
+    pause(conn, 0.5)
+    assert ch.queue_declare(used, passive=True).method.message_count == 0
+    pause(conn, 1.0)
     with pytest.raises(ChannelClosedByBroker):
         conn.channel().queue_declare(used, passive=True)
 
@@ -437,7 +437,10 @@ def test_dead_letter_cycle_is_dropped_and_missing_dlx_drops(conn):
     q = uniq("loop")
     ch.queue_declare(q, arguments={"x-message-ttl": 20, "x-dead-letter-exchange": ""})
     ch.basic_publish("", q, b"x")
-    time.sleep(0.3)
+    deadline = time.monotonic() + 3
+    while ch.queue_declare(q, passive=True).method.message_count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)  # a dead-lettered copy would be back by now
     assert ch.queue_declare(q, passive=True).method.message_count == 0
     # a DLX that does not exist: dropped silently, the channel stays open
     q2 = uniq("nodlx")
