@@ -375,6 +375,18 @@ def test_delete_by_topic_id_documentation_and_restart(tmp_path):
             assert set(cfgs) == {"retention.ms", "cleanup.policy"}
             assert cfgs["retention.ms"].documentation.startswith("This configuration controls the maximum time")
             assert cfgs["retention.ms"].config_type == 5 and cfgs["cleanup.policy"].config_type == 7
+            res = _raw_call(sock, client, C(resources=[
+                C.DescribeConfigsResource(resource_type=2, resource_name="kept", configuration_keys=[]),
+                C.DescribeConfigsResource(resource_type=2, resource_name="bad name", configuration_keys=None),
+                C.DescribeConfigsResource(resource_type=4, resource_name="x", configuration_keys=None),
+                C.DescribeConfigsResource(resource_type=4, resource_name="7", configuration_keys=None)],
+                include_synonyms=False, include_documentation=False), 4)
+            assert len(res.results[0].configs) >= 25  # an empty key list means every config
+            assert [(r.error_code, r.error_message) for r in res.results[1:]] == [
+                (17, 'Topic name "bad name" is illegal, it contains a character other than ASCII alphanumerics, '
+                     "'.', '_' and '-'"),
+                (42, "Broker id must be an integer, but it is: x"),
+                (42, "Unexpected broker id, expected 0 or empty string, but received 7")]
     with SyncBroker(tmp_path) as b:  # deleted topics stay deleted; the kept one is back
         from omnibus.server.kafka_session import KafkaBroker
 

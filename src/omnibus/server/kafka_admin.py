@@ -28,7 +28,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from omnibus.core.topics import TOPIC_CONFIGS, InvalidTopicConfig, validate_topic_config
+from omnibus.core.topics import TOPIC_CONFIGS, InvalidTopicConfig, valid_topic_name, validate_topic_config
 from omnibus.storage import compaction
 from omnibus.storage.log import MAX_BATCH_BYTES, OffsetOutOfRangeError
 from omnibus.wire.kafka import errors as E
@@ -156,10 +156,38 @@ def _describe_broker(session: "KafkaSession", keys: list[str] | None, version: i
     return out
 
 
+_RESOURCE_TYPES = {0: "UNKNOWN", 2: "TOPIC", 4: "BROKER", 8: "BROKER_LOGGER", 16: "CLIENT_METRICS", 32: "GROUP"}
+
+
 def _bad_broker(name: str) -> str | None:
-    if name in ("", str(NODE_ID)):
+    """Kafka ConfigHelper's check of a BROKER resource name (None = fine)."""
+    if name == "":
         return None
-    return f"Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
+    try:
+        broker_id = int(name)
+    except ValueError:
+        return f"Broker id must be an integer, but it is: {name}"
+    if broker_id != NODE_ID:
+        return f"Unexpected broker id, expected {NODE_ID} or empty string, but received {name}"
+    return None
+
+
+def _topic_name_error(name: str) -> str | None:
+    """Kafka's Topic.validate texts (InvalidTopicException), or None for a legal name."""
+    if not name:
+        return "Topic name is illegal, it can't be empty"
+    if name in (".", ".."):
+        return 'Topic name cannot be "." or ".."'
+    if len(name) > 249:
+        return f"Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"
+    if not valid_topic_name(name):
+        return (f'Topic name "{name}" is illegal, it contains a character other than ASCII alphanumerics, '
+                "'.', '_' and '-'")
+    return None
+
+
+def _unsupported_type(resource_type: int) -> str:
+    return f"Unsupported resource type: {_RESOURCE_TYPES.get(resource_type, resource_type)}"
 
 
 # -- the log cleaner ----------------------------------------------------------------------------------
@@ -226,22 +254,26 @@ def describe_configs(session: "KafkaSession", req: "Request") -> None:
     results = []
     for res in body.resources:
         code, message, configs = 0, None, []
+        # Kafka 3.x ConfigHelper: null or empty configuration_keys mean every config.
+        keys = res.configuration_keys or None
         if res.resource_type == A.RESOURCE_TOPIC:
             topic = session.broker.topics.get(res.resource_name)
-            if topic is None:  # Kafka ConfigHelper: the code alone, no message
+            message = _topic_name_error(res.resource_name)
+            if message is not None:
+                code = E.INVALID_TOPIC_EXCEPTION
+            elif topic is None:  # the code alone, no message
                 code = E.UNKNOWN_TOPIC_OR_PARTITION
             else:
-                configs = describe_topic_configs(session.server, dict(topic.config.configs),
-                                                 res.configuration_keys, version, body.include_synonyms,
-                                                 body.include_documentation)
+                configs = describe_topic_configs(session.server, dict(topic.config.configs), keys, version,
+                                                 body.include_synonyms, body.include_documentation)
         elif res.resource_type == A.RESOURCE_BROKER:
             message = _bad_broker(res.resource_name)
             if message is not None:
                 code = E.INVALID_REQUEST
-            else:
-                configs = _describe_broker(session, res.configuration_keys, version, body.include_synonyms)
+            elif res.resource_name:  # "" is the cluster-wide dynamic defaults: none here
+                configs = _describe_broker(session, keys, version, body.include_synonyms)
         else:
-            code, message = E.INVALID_REQUEST, f"Unsupported resource type: {res.resource_type}"
+            code, message = E.INVALID_REQUEST, _unsupported_type(res.resource_type)
         results.append(R.DescribeConfigsResult(error_code=code, error_message=message,
                                                resource_type=res.resource_type, resource_name=res.resource_name,
                                                configs=configs))
@@ -258,7 +290,7 @@ def _alter(session: "KafkaSession", res: Any, compute, validate_only: bool) -> t
         names = ", ".join(c.name for c in res.configs)
         return E.INVALID_REQUEST, f"Cannot update these configs dynamically: Set({names})"
     if res.resource_type != A.RESOURCE_TOPIC:
-        return E.INVALID_REQUEST, f"Unsupported resource type: {res.resource_type}"
+        return E.INVALID_REQUEST, _unsupported_type(res.resource_type)
     topic = session.broker.topics.get(res.resource_name)
     if topic is None:
         return E.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{res.resource_name}' does not exist."
