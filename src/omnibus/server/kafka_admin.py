@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from omnibus.core.topics import TOPIC_CONFIGS, InvalidTopicConfig, valid_topic_name, validate_topic_config
 from omnibus.storage import compaction
 from omnibus.storage.log import MAX_BATCH_BYTES, OffsetOutOfRangeError
+from omnibus.storage.records import StorageError
 from omnibus.wire.kafka import errors as E
 from omnibus.wire.kafka import messages as M
 from omnibus.wire.kafka.messages import admin as A
@@ -233,7 +234,12 @@ class LogCleaner:
                             p.now_ms - last[1] < plog.config.delete_retention_ms:
                         p.release()
                         continue
-                    result = await loop.run_in_executor(None, compaction.build, p)
+                    try:
+                        result = await loop.run_in_executor(None, compaction.build, p)
+                    except (OSError, StorageError) as e:  # e.g. the topic was deleted meanwhile; next round
+                        if not plog.closed:
+                            log.warning("log cleaner: %s: %s", plog.path, e)
+                        continue
                     compaction.install(plog, result)  # skips what changed meanwhile (deleted, closed)
                     self._cleaned[plog.path] = (p.clean_point, p.now_ms)
                     for name in ("segments_rewritten", "segments_deleted", "records_removed", "bytes_before",

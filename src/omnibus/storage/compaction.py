@@ -364,7 +364,10 @@ def build(p: Plan) -> CleanResult:
 
 
 def _write_segment(scratch: str, base: int, data: list[bytes], p: Plan) -> LogSegment:
-    os.makedirs(scratch, exist_ok=True)
+    try:
+        os.mkdir(scratch)  # not makedirs: a log deleted meanwhile must not come back as an empty directory
+    except FileExistsError:
+        pass
     path = segment_path(scratch, base, LOG_SUFFIX)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
