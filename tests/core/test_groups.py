@@ -502,3 +502,13 @@ def test_any_interleaving_keeps_invariants_and_answers_every_request_once(ops, s
         h.advance(NEW_MEMBER_JOIN_TIMEOUT_MS)
         check_invariants(h.c)
     assert all(n == 1 for n in answers.values()), answers
+
+
+def test_heartbeats_do_not_grow_the_timer_heap_without_bound():
+    h = Harness()
+    a, b, gen = stable_pair(h)
+    for _ in range(5000):  # heartbeats every 10 ms for 50 s: each one cancels and reschedules a session timer
+        h.advance(10)
+        assert h.c.heartbeat("g", gen, a) is E.NONE and h.c.heartbeat("g", gen, b) is E.NONE
+    assert len(h.c._heap) <= 2048
+    assert h.state() == "Stable"

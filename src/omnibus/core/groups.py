@@ -54,6 +54,8 @@ __all__ = [
 #: Kafka GroupCoordinator.NewMemberJoinTimeoutMs: a new member's parked JoinGroup is dropped after 5 minutes
 #: (it cannot heartbeat before it has joined).
 NEW_MEMBER_JOIN_TIMEOUT_MS = 5 * 60 * 1000
+#: The timer heap is swept of cancelled entries when it grows past this (and past twice its live size).
+COMPACT_MIN = 1024
 #: The member id of a member that has none yet (JoinGroupRequest.UNKNOWN_MEMBER_ID).
 UNKNOWN_MEMBER_ID = ""
 
@@ -354,13 +356,19 @@ class GroupCoordinator:
         self._on_timer = on_timer
         self._new_member_id = new_member_id or (lambda prefix: f"{prefix}-{uuid.uuid4()}")
         self._heap: list[tuple[float, int, _Timer]] = []
+        self._compact_at = COMPACT_MIN
         self._seq = itertools.count()
 
     # -- timers ----------------------------------------------------------------------------------------
     def _after(self, delay_ms: float, fn: Callable[[], None]) -> _Timer:
         timer = _Timer(fn)
         deadline = self.clock.monotonic() + max(delay_ms, 0) / 1000.0
-        heapq.heappush(self._heap, (deadline, next(self._seq), timer))
+        heap = self._heap
+        heapq.heappush(heap, (deadline, next(self._seq), timer))
+        if len(heap) > self._compact_at:  # every heartbeat leaves a cancelled entry behind: sweep them
+            heap[:] = [e for e in heap if not e[2].cancelled]
+            heapq.heapify(heap)
+            self._compact_at = max(COMPACT_MIN, 2 * len(heap))
         if self._on_timer is not None:
             self._on_timer(deadline)
         return timer
