@@ -121,7 +121,7 @@ def test_kafka_python_bad_password(broker, mech, legacy, caplog):
     kw = {"api_version": (0, 11, 0)} if legacy else {}
     caplog.set_level(logging.WARNING, logger="kafka")
     with pytest.raises(KafkaPythonError):
-        p = KafkaProducer(**_kafka_python(broker, mech, "alice", "nope", max_block_ms=2000, bootstrap_timeout_ms=2000,
+        p = KafkaProducer(**_kafka_python(broker, mech, "alice", "nope", max_block_ms=1000, bootstrap_timeout_ms=1000,
                                           **kw))
         try:
             p.send("never", b"x").get(WAIT)  # with api_version given, the first connection is made here
