@@ -94,6 +94,7 @@ class JetStreamAPI:
         self.streams = self.js._streams
         #: stream -> (publishes, reply subjects) waiting for this loop turn's batch (``_flush_staged``).
         self._staged: dict[Any, tuple[list, list]] = {}
+        self._looked_up: tuple[str, Any] = ("", None)
         #: (due ms, handle) of the timer for the next pull-request expiry or heartbeat, if armed.
         self._pull_timer: tuple[int, asyncio.TimerHandle] | None = None
         #: Push consumers (deliver_subject): interest, flow control, heartbeats (jetstream_push.py).
@@ -105,7 +106,11 @@ class JetStreamAPI:
 
     # -- entry points from the NATS session ------------------------------------------------------------
     def handles(self, subject: str) -> bool:
-        return subject.startswith("$JS.") or self.js.stream_for_subject(subject) is not None
+        if subject.startswith("$JS."):
+            return True
+        stream = self.js.stream_for_subject(subject)
+        self._looked_up = (subject, stream)  # publish() right after reuses the lookup
+        return stream is not None
 
     def publish(self, session: "NatsSession", subject: str, reply: str | None, headers: bytes | None,
                 payload: bytes) -> bool:
@@ -125,7 +130,8 @@ class JetStreamAPI:
             if subject.startswith(FC_PREFIX):
                 self.push.flow_control_reply(subject)
                 return True
-        stream = self.js.stream_for_subject(subject)
+        looked_up = self._looked_up
+        stream = looked_up[1] if looked_up[0] is subject else self.js.stream_for_subject(subject)
         if stream is not None:
             self._stage(stream, subject, reply, headers, payload)
         return False
@@ -347,22 +353,26 @@ class JetStreamAPI:
         if consumer.config.deliver_subject:
             self.push.serve(consumer)
             return
-        stream_name, name = consumer.stream.name, consumer.name
+        if not consumer._waiting:
+            return
+        # Hot path (pull consume): one ack-subject prefix per consumer, tuple unpacking, one encode per
+        # message per subscriber of the request's inbox.
+        prefix = f"{ACK_PREFIX}{consumer.stream.name}.{consumer.name}."
+        hmsg, msg = enc.hmsg, enc.msg
         for outcome in consumer.serve_pulls():
             inbox = outcome.request.token
             if outcome.messages:
                 outcome.request.last_hb_ms = consumer.clock.now_ms()
-            subs = self.router.trie.match(inbox).values()
-            for m in outcome.messages:
-                ack = (f"{ACK_PREFIX}{stream_name}.{name}.{m.delivery_count}.{m.stream_seq}.{m.consumer_seq}."
-                       f"{m.timestamp * 1_000_000}.{m.pending}")
-                block = m.header_block()
+            subs = list(self.router.trie.match(inbox).values())
+            for sseq, cseq, dc, pending, subject, payload, headers, ts in outcome.messages:
+                ack = f"{prefix}{dc}.{sseq}.{cseq}.{ts * 1_000_000}.{pending}"
+                block = sc.encode_header_block(headers) if headers else None
                 for sub in subs:
                     if block:
-                        data = enc.hmsg(m.subject, sub.sid_b, ack, block, m.payload)
+                        data = hmsg(subject, sub.sid_b, ack, block, payload)
                     else:
-                        data = enc.msg(m.subject, sub.sid_b, ack, m.payload)
-                    sub.session._deliver(sub, data, len(m.payload))
+                        data = msg(subject, sub.sid_b, ack, payload)
+                    sub.session._deliver(sub, data, len(payload))
             if outcome.finished == sc.PULL_NO_MESSAGES:
                 self._status(inbox, 404, "No Messages")
             elif outcome.finished == sc.PULL_EXPIRED:
@@ -379,8 +389,8 @@ class JetStreamAPI:
             sseq = int(tokens[3])
         except (st.JetStreamError, ValueError):
             return
-        body = bytes(payload).strip()
-        if body in (b"", b"+ACK"):
+        body = payload.strip() if type(payload) is bytes else bytes(payload).strip()
+        if not body or body == b"+ACK":
             consumer.ack(sseq)
         elif body.startswith(b"-NAK"):
             delay = None
