@@ -487,3 +487,33 @@ def test_raw_initial_delay_session_expiry_and_no_leftover_timers(omnibus_broker)
         time.sleep(0.05)
     groups = omnibus_broker.server.kafka_groups
     assert omnibus_broker.call(lambda: (groups.coordinator.next_deadline(), groups._timer)) == (None, None)
+
+
+def test_offset_fetch_require_stable_sees_open_transaction_offsets(omnibus_broker):
+    """OffsetFetch v7+ with require_stable answers UNSTABLE_OFFSET_COMMIT for a partition whose offsets sit
+    in an open transaction (KIP-447); once the transaction commits, the offset is there."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as CTP
+
+    boot = omnibus_broker.kafka_bootstrap
+    create_topic(boot, "ts", 1)
+    consumer = Consumer({"bootstrap.servers": boot, "group.id": "g-txn"})
+    producer = Producer({"bootstrap.servers": boot, "transactional.id": "tx-groups"})
+    producer.init_transactions(10)
+    producer.begin_transaction()
+    producer.produce("ts", b"x")
+    producer.send_offsets_to_transaction([CTP("ts", 0, 42)], consumer.consumer_group_metadata(), 10)
+    raw = Raw(omnibus_broker.port("kafka"))
+    OF = M.OffsetFetchRequest
+
+    def fetch(stable):
+        r = raw.call(OF(group_id="g-txn", require_stable=stable, topics=[
+            OF.OffsetFetchRequestTopic(name="ts", partition_indexes=[0])]), 7)
+        p = r.topics[0].partitions[0]
+        return p.committed_offset, p.error_code
+
+    assert fetch(True) == (-1, E.UNSTABLE_OFFSET_COMMIT)
+    assert fetch(False) == (-1, 0)
+    producer.commit_transaction(10)
+    assert fetch(True) == (42, 0)
+    consumer.close()

@@ -21,8 +21,9 @@ protocol type and generation (namespace ``kafka/groups``) for groups that have o
 Kafka 3.x semantics (``GroupCoordinator.scala``, ``KafkaApis.scala``): OffsetCommit checks topics and
 partitions (UNKNOWN_TOPIC_OR_PARTITION), metadata size (OFFSET_METADATA_TOO_LARGE above
 ``offset.metadata.max.bytes`` = 4096), then the group (generation, member); OffsetFetch returns -1 for
-partitions never committed and every committed partition when topics is null; DeleteGroups removes a
-group's offsets with it.
+partitions never committed and every committed partition when topics is null, and UNSTABLE_OFFSET_COMMIT
+with ``require_stable`` for a partition whose commit is being written or sits in an open transaction
+(KIP-447); DeleteGroups removes a group's offsets with it.
 
 For other modules: ``KafkaGroups.of(server)`` gives ``coordinator.check_offset_commit(...,
 transactional=True)`` and :meth:`KafkaGroups.store_offsets` (TxnOffsetCommit), and :meth:`KafkaGroups.forget_topic`
@@ -150,6 +151,8 @@ class KafkaGroups:
         #: group -> (topic, partition) -> committed offset: what OffsetFetch answers (durable commits only).
         self.offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
         self.writer = _MetaWriter(server.meta, self.loop)
+        #: group -> (topic, partition) -> commits of it still being written (not yet visible)
+        self._writing: dict[str, dict[tuple[str, int], int]] = {}
         self._cleanup = self.loop.call_later(IDLE_GROUP_CHECK_S, self._remove_idle)
         self._restore()
         server.closers.append(self.close)
@@ -217,11 +220,22 @@ class KafkaGroups:
         OffsetFetch and ``done(None)`` runs once they are durable (``done(exc)`` if the write failed)."""
         now = self.clock.now_ms()
         rows = list(entries)
+        writing = self._writing.setdefault(group_id, {})
+        for topic, partition, _, _ in rows:
+            writing[(topic, partition)] = writing.get((topic, partition), 0) + 1
 
         def write(meta: "MetaStore") -> None:
             meta.commit_offsets(group_id, rows, commit_timestamp_ms=now)
 
         def stored(exc: BaseException | None) -> None:
+            for topic, partition, _, _ in rows:
+                n = writing.get((topic, partition), 0) - 1
+                if n > 0:
+                    writing[(topic, partition)] = n
+                else:
+                    writing.pop((topic, partition), None)
+            if not writing and self._writing.get(group_id) is writing:
+                del self._writing[group_id]
             if exc is None:
                 cache = self.offsets.setdefault(group_id, {})
                 for topic, partition, offset, metadata in rows:
@@ -229,6 +243,18 @@ class KafkaGroups:
             done(exc)
 
         self.writer.submit(write, stored)
+
+    def unstable(self, group_id: str) -> set[tuple[str, int]]:
+        """Partitions of ``group_id`` with a commit not visible yet: being written, or part of an open
+        transaction (TxnOffsetCommit). OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for
+        them (KIP-447), as Kafka's hasPendingOffsetCommitsForTopicPartition."""
+        out = set(self._writing.get(group_id, ()))
+        txn = getattr(getattr(self.server, "kafka", None), "txn", None)
+        for meta in getattr(getattr(txn, "coordinator", None), "txns", {}).values():
+            pending = meta.groups.get(group_id)
+            if pending:
+                out.update(pending)
+        return out
 
     def forget_topic(self, topic: str) -> None:
         """A topic was deleted: every group's offsets for it go."""
@@ -401,21 +427,28 @@ def offset_commit(session: "KafkaSession", req: "Request") -> None:
     groups.store_offsets(body.group_id, valid, stored)
 
 
-def _fetch_group(groups: KafkaGroups, group_id: str, topics: list[tuple[str, list[int]]] | None) -> list:
-    """[(topic, [(partition, offset, metadata)])] for OffsetFetch: every committed partition when ``topics``
-    is None, else the asked ones (-1 and "" where nothing was committed)."""
+def _fetch_group(groups: KafkaGroups, group_id: str, topics: list[tuple[str, list[int]]] | None,
+                 require_stable: bool) -> list:
+    """[(topic, [(partition, offset, metadata, error code)])] for OffsetFetch: every committed partition when
+    ``topics`` is None, else the asked ones (-1 and "" where nothing was committed); with ``require_stable``
+    a partition whose commit is not settled is UNSTABLE_OFFSET_COMMIT."""
     cache = groups.offsets.get(group_id, {})
     if topics is None:
-        by_topic: dict[str, list] = {}
-        for (topic, partition), c in sorted(cache.items()):
-            by_topic.setdefault(topic, []).append((partition, c.offset, c.metadata))
-        return list(by_topic.items())
+        topics = []
+        for topic, partition in sorted(cache):
+            if not topics or topics[-1][0] != topic:
+                topics.append((topic, []))
+            topics[-1][1].append(partition)
+    unstable = groups.unstable(group_id) if require_stable else ()
     out = []
     for topic, partitions in topics:
         rows = []
         for p in partitions:
             c = cache.get((topic, p))
-            rows.append((p, c.offset, c.metadata) if c is not None else (p, -1, ""))
+            if (topic, p) in unstable:
+                rows.append((p, -1, "", E.UNSTABLE_OFFSET_COMMIT))
+            else:
+                rows.append((p, c.offset, c.metadata, 0) if c is not None else (p, -1, "", 0))
         out.append((topic, rows))
     return out
 
@@ -425,6 +458,7 @@ def offset_fetch(session: "KafkaSession", req: "Request") -> None:
     R = M.OffsetFetchResponse
     body = req.body
     groups = _groups(session)
+    stable = req.api_version >= 7 and body.require_stable
     if req.api_version >= 8:
         out = []
         for g in body.groups:
@@ -432,16 +466,16 @@ def offset_fetch(session: "KafkaSession", req: "Request") -> None:
             out.append(R.OffsetFetchResponseGroup(group_id=g.group_id, error_code=0, topics=[
                 R.OffsetFetchResponseTopics(name=topic, partitions=[
                     R.OffsetFetchResponsePartitions(partition_index=p, committed_offset=o, committed_leader_epoch=-1,
-                                                    metadata=m, error_code=0) for p, o, m in rows])
-                for topic, rows in _fetch_group(groups, g.group_id, topics)]))
+                                                    metadata=m, error_code=code) for p, o, m, code in rows])
+                for topic, rows in _fetch_group(groups, g.group_id, topics, stable)]))
         session.respond(req, R(throttle_time_ms=0, groups=out))
         return
     topics = None if body.topics is None else [(t.name, list(t.partition_indexes)) for t in body.topics]
-    result = _fetch_group(groups, body.group_id, topics)
+    result = _fetch_group(groups, body.group_id, topics, stable)
     session.respond(req, R(throttle_time_ms=0, error_code=0, topics=[
         R.OffsetFetchResponseTopic(name=topic, partitions=[
             R.OffsetFetchResponsePartition(partition_index=p, committed_offset=o, committed_leader_epoch=-1,
-                                           metadata=m, error_code=0) for p, o, m in rows])
+                                           metadata=m, error_code=code) for p, o, m, code in rows])
         for topic, rows in result]))
 
 
