@@ -381,7 +381,8 @@ def test_raw_coordinator_join_sync_commit_errors(omnibus_broker):
     r = raw.call(M.FindCoordinatorRequest(key="g", key_type=0), 3)
     assert (r.error_code, r.node_id, r.port) == (0, 0, port)
     r = raw.call(M.FindCoordinatorRequest(key_type=1, coordinator_keys=["t1", "t2"]), 4)
-    assert [(c.key, c.node_id, c.port, c.error_code) for c in r.coordinators] == [("t1", 0, port, 0), ("t2", 0, port, 0)]
+    assert [(c.key, c.node_id, c.port, c.error_code) for c in r.coordinators] == [
+        ("t1", 0, port, 0), ("t2", 0, port, 0)]
     assert raw.call(M.FindCoordinatorRequest(key="g", key_type=7), 2).error_code == E.INVALID_REQUEST
     # JoinGroup errors
     assert raw.call(join_body("g", session=100), 5).error_code == E.INVALID_SESSION_TIMEOUT
@@ -391,7 +392,8 @@ def test_raw_coordinator_join_sync_commit_errors(omnibus_broker):
     assert r.error_code == E.MEMBER_ID_REQUIRED and r.member_id
     member = r.member_id
     r = raw.call(join_body("g", member), 7)
-    assert (r.error_code, r.generation_id, r.leader, r.protocol_type, r.protocol_name) == (0, 1, member, "consumer", "range")
+    assert (r.error_code, r.generation_id, r.leader, r.protocol_type, r.protocol_name) == (
+        0, 1, member, "consumer", "range")
     assert [(m.member_id, bytes(m.metadata)) for m in r.members] == [(member, b"x")]
     assert raw.call(join_body("g", protocols=(("sticky", b""),)), 5).error_code == E.INCONSISTENT_GROUP_PROTOCOL
     # OffsetCommit while CompletingRebalance; then SyncGroup, then commits and fetches
@@ -419,7 +421,8 @@ def test_raw_coordinator_join_sync_commit_errors(omnibus_broker):
     assert raw.call(HB(group_id="g", generation_id=2, member_id=member), 4).error_code == E.ILLEGAL_GENERATION
     OF = M.OffsetFetchRequest
     r = raw.call(OF(group_id="g", topics=[OF.OffsetFetchRequestTopic(name="rt", partition_indexes=[0, 1])]), 7)
-    assert [(p.partition_index, p.committed_offset, p.metadata) for p in r.topics[0].partitions] == [(0, 5, "m"), (1, -1, "")]
+    assert [(p.partition_index, p.committed_offset, p.metadata) for p in r.topics[0].partitions] == [
+        (0, 5, "m"), (1, -1, "")]
     r = raw.call(OF(groups=[OF.OffsetFetchRequestGroup(group_id="g", topics=None),
                             OF.OffsetFetchRequestGroup(group_id="none", topics=None)]), 8)
     assert [(g.group_id, [(t.name, [(p.partition_index, p.committed_offset) for p in t.partitions]) for t in g.topics])
@@ -427,10 +430,12 @@ def test_raw_coordinator_join_sync_commit_errors(omnibus_broker):
     # DeleteGroups, LeaveGroup v3 batched
     DG = M.DeleteGroupsRequest
     r = raw.call(DG(groups_names=["g", "missing"]), 2)
-    assert [(x.group_id, x.error_code) for x in r.results] == [("g", E.NON_EMPTY_GROUP), ("missing", E.GROUP_ID_NOT_FOUND)]
+    assert [(x.group_id, x.error_code) for x in r.results] == [
+        ("g", E.NON_EMPTY_GROUP), ("missing", E.GROUP_ID_NOT_FOUND)]
     LG = M.LeaveGroupRequest
     r = raw.call(LG(group_id="g", members=[LG.MemberIdentity(member_id=member), LG.MemberIdentity(member_id="x")]), 4)
-    assert (r.error_code, [(m.member_id, m.error_code) for m in r.members]) == (0, [(member, 0), ("x", E.UNKNOWN_MEMBER_ID)])
+    assert (r.error_code, [(m.member_id, m.error_code) for m in r.members]) == (
+        0, [(member, 0), ("x", E.UNKNOWN_MEMBER_ID)])
     assert raw.call(LG(group_id="g", member_id="x"), 1).error_code == E.UNKNOWN_MEMBER_ID
     r = raw.call(M.ListGroupsRequest(states_filter=["Empty"]), 4)
     assert [(g.group_id, g.group_state) for g in r.groups] == [("g", "Empty")]

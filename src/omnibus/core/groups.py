@@ -337,7 +337,8 @@ class Group:
         return GroupOverview(self.group_id, self.protocol_type or "", self.state.value)
 
     def __repr__(self) -> str:
-        return f"Group({self.group_id!r}, {self.state.value}, generation={self.generation}, members={list(self.members)})"
+        return (f"Group({self.group_id!r}, {self.state.value}, generation={self.generation}, "
+                f"members={list(self.members)})")
 
 
 class GroupCoordinator:
