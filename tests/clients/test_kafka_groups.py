@@ -522,3 +522,33 @@ def test_offset_fetch_require_stable_sees_open_transaction_offsets(omnibus_broke
     producer.commit_transaction(10)
     assert fetch(True) == (42, 0)
     consumer.close()
+
+
+def test_raw_static_member_rejoin_v9_skips_assignment_and_v8_gets_the_old_leader(omnibus_broker):
+    """JoinGroup v9 (KIP-814): a static leader that rejoins a stable group is told it leads, with the members,
+    but to skip the assignment; before v9 it is given the old leader id instead (and no members)."""
+    raw = Raw(omnibus_broker.port("kafka"))
+    r = raw.call(join_body("gs", instance="i-1"), 9)
+    assert r.error_code == 0 and r.generation_id == 1 and r.leader == r.member_id and not r.skip_assignment
+    first = r.member_id
+    SG = M.SyncGroupRequest
+    raw.call(SG(group_id="gs", generation_id=1, member_id=first, group_instance_id="i-1", assignments=[
+        SG.SyncGroupRequestAssignment(member_id=first, assignment=b"a")]), 5)
+    r = raw.call(join_body("gs", instance="i-1"), 9)
+    second = r.member_id
+    assert (r.error_code, r.generation_id, r.skip_assignment, r.leader) == (0, 1, True, second) and second != first
+    assert [(m.member_id, m.group_instance_id) for m in r.members] == [(second, "i-1")]
+    r = raw.call(join_body("gs", instance="i-1"), 8)
+    assert (r.error_code, r.generation_id, r.skip_assignment, r.leader, r.members) == (0, 1, False, second, [])
+    third = r.member_id
+    r = raw.call(SG(group_id="gs", generation_id=1, member_id=third, group_instance_id="i-1", assignments=[]), 5)
+    assert bytes(r.assignment) == b"a"  # the assignment stays with the instance
+    HB = M.HeartbeatRequest
+    r = raw.call(HB(group_id="gs", generation_id=1, member_id=second, group_instance_id="i-1"), 4)
+    assert r.error_code == E.FENCED_INSTANCE_ID
+    LG = M.LeaveGroupRequest
+    r = raw.call(LG(group_id="gs", members=[LG.MemberIdentity(member_id="", group_instance_id="i-1",
+                                                              reason="admin")]), 5)
+    assert (r.error_code, [(m.group_instance_id, m.error_code) for m in r.members]) == (0, [("i-1", 0)])
+    assert raw.call(M.DescribeGroupsRequest(groups=["gs"], include_authorized_operations=True), 5).groups[0] \
+        .group_state == "Empty"
