@@ -250,3 +250,18 @@ def test_aiokafka(broker, mech, caplog):
     with pytest.raises(KafkaConnectionError):
         asyncio.run(send("wrong"))
     assert "[Error 58] SaslAuthenticationFailed: Authentication failed" in caplog.text
+
+
+def test_client_without_sasl_is_disconnected(broker):
+    # librdkafka (PLAINTEXT) sends ApiVersions, which is answered, then Metadata, which closes the connection.
+    errors: list = []
+    p = Producer({"bootstrap.servers": broker.kafka_bootstrap, "error_cb": errors.append,
+                  "reconnect.backoff.ms": 1000})
+    deadline = time.monotonic() + WAIT
+    while not errors and time.monotonic() < deadline:
+        p.poll(0.2)
+    assert errors and errors[0].code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+    md = None
+    with pytest.raises(confluent_kafka.KafkaException):
+        md = p.list_topics(timeout=1)
+    assert md is None
