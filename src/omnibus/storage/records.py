@@ -322,6 +322,13 @@ _ATTR0 = b"\x00"
 # -- build ------------------------------------------------------------------------------------------
 
 
+#: build_batch copies as little as it can: each big batch allocation costs page faults (it is above
+#: malloc's mmap threshold). Values above _JOIN_RECORD_MAX are not joined into their record; batches
+#: above _JOIN_FOR_CRC_MAX made of large pieces get their CRC piece by piece and one final join.
+_JOIN_RECORD_MAX = 4096
+_JOIN_FOR_CRC_MAX = 128 * 1024
+
+
 def build_batch(
     records: Iterable[Record],
     *,
@@ -379,34 +386,43 @@ def build_batch(
                     rec.append(hv)
         else:
             rec.append(_ZERO)
-        body = b"".join(rec)
-        append(encode_varint(len(body)))
-        append(body)
-    payload = b"".join(parts)
+        if value is not None and len(value) > _JOIN_RECORD_MAX:  # large: copied once, by the final join
+            append(encode_varint(sum(map(len, rec))))
+            parts += rec
+        else:
+            body = b"".join(rec)
+            append(encode_varint(len(body)))
+            append(body)
     if codec == COMPRESSION_GZIP:
         c = zlib.compressobj(wbits=31)  # gzip container, as Kafka's GZIPOutputStream writes
-        payload = c.compress(payload) + c.flush()
+        parts = [c.compress(b"".join(parts)) + c.flush()]
+    size = sum(map(len, parts))
     n = len(records)
-    head = bytearray(
-        HEADER.pack(
-            base_offset,
-            HEADER_SIZE - LOG_OVERHEAD + len(payload),
-            partition_leader_epoch,
-            MAGIC,
-            0,
-            attributes,
-            n - 1,
-            base_ts,
-            max_ts,
-            producer_id,
-            producer_epoch,
-            base_sequence,
-            n,
-        )
+    head = HEADER.pack(
+        base_offset,
+        HEADER_SIZE - LOG_OVERHEAD + size,
+        partition_leader_epoch,
+        MAGIC,
+        0,
+        attributes,
+        n - 1,
+        base_ts,
+        max_ts,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        n,
     )
-    _U32.pack_into(head, _CRC_AT, crc32c(payload, crc32c(memoryview(head)[_CRC_FROM:])))
-    head += payload
-    return bytes(head)
+    crc = crc32c(head[_CRC_FROM:])
+    if size <= _JOIN_FOR_CRC_MAX or size < len(parts) * 1024:
+        # Small pieces: one C call over the joined payload beats a call per piece.
+        payload = b"".join(parts)
+        crc = crc32c(payload, crc)
+        parts = [payload]
+    else:  # large values: CRC piece by piece, so they are copied only by the final join
+        for part in parts:
+            crc = crc32c(part, crc)
+    return b"".join([head[:_CRC_AT], _U32.pack(crc), head[_CRC_AT + 4:], *parts])
 
 
 # -- decode -----------------------------------------------------------------------------------------
