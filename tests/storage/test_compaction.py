@@ -216,13 +216,16 @@ CHILD = textwrap.dedent("""
     from omnibus.storage import compaction
     from omnibus.storage.log import Log, LogConfig
     from omnibus.storage.records import Record, build_batch
-    path, step = sys.argv[1], sys.argv[2]
+    path, step, merge = sys.argv[1], sys.argv[2], sys.argv[3] == "merge"
     log = Log.open(path, LogConfig(segment_bytes=400, fsync="always", cleanup_policy="compact",
                                    delete_retention_ms=86_400_000), clock=lambda: 1_700_000_000_000)
     for i in range(80):
         log.append(build_batch([Record(b"k%d" % (i % 4), b"v%d" % i, (), 1_699_000_000_000)]))
     log.flush()
-    print(log.end_offset, flush=True)
+    if merge:  # bigger segments from now on: the cleaner merges the small ones into groups
+        log.reconfigure(LogConfig(segment_bytes=4000, fsync="always", cleanup_policy="compact",
+                                  delete_retention_ms=86_400_000))
+    print(log.end_offset, len(log.segments()), flush=True)
     def hook(name):
         if name == step:
             os._exit(17)
@@ -232,13 +235,14 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("step", ["start", "indexes-renamed", "log-replaced", "done"])
-def test_crash_mid_swap_recovers(tmp_path, step):
+@pytest.mark.parametrize("merge", ["merge", "single"])
+@pytest.mark.parametrize("step", ["start", "indexes-renamed", "log-replaced", "olds-deleted", "done"])
+def test_crash_mid_swap_recovers(tmp_path, step, merge):
     path = tmp_path / "l"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), step], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), step, merge], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 17, proc.stderr
-    end = int(proc.stdout.split()[0])
+    end, segments_before = map(int, proc.stdout.split()[:2])
     log = _log(path, fsync="always")
     try:
         assert log.end_offset == end and log.load_result.truncated_bytes == 0
@@ -252,6 +256,8 @@ def test_crash_mid_swap_recovers(tmp_path, step):
         assert {k: v for k, (_, v) in _latest(_contents(log)).items()} == {
             b"k%d" % j: b"v%d" % (76 + j) for j in range(4)}
         assert not (path / compaction.CLEANER_DIR).exists()  # the crash's scratch files are gone
+        if merge == "merge":
+            assert len(log.segments()) < segments_before / 3
     finally:
         log.close()
     assert not any(n.endswith(".deleted") for n in os.listdir(path))
@@ -290,3 +296,27 @@ def test_idempotent_batches_keep_their_span(tmp_path):
     # offsets 0-3 lost their records: an empty filler covers them; the producer's batches keep base and span
     assert spans == [(0, 3, 0, -1, -1), (4, 0, 1, 42, 4), (5, 0, 1, 42, 5), (6, 0, 1, -1, -1)]
     log.close()
+
+
+def test_small_segments_are_merged(tmp_path):
+    log = _log(tmp_path / "l", segment_bytes=300)
+    for i in range(200):
+        _put(log, b"k%d" % (i % 50), b"v%d" % i)
+    log.roll()
+    _put(log, b"z", b"active")
+    _flush(log)
+    before = _contents(log)
+    n_before = len(log.segments())
+    log.reconfigure(LogConfig(segment_bytes=100_000, fsync="never", cleanup_policy="compact",
+                              delete_retention_ms=DAY, file_delete_delay_ms=0))
+    res = compaction.compact(log)
+    assert res.records_removed == 150
+    assert len(log.segments()) == 2  # everything closed merged into one segment, plus the active one
+    after = _contents(log)
+    assert after == [e for e in before if e[0] >= 150]  # the latest of each key, at their offsets
+    assert log.segments()[0].base_offset == 0 and log.start_offset == 0
+    log.close()
+    again = _log(tmp_path / "l")
+    assert _contents(again) == after and len(again.segments()) == 2
+    again.close()
+    assert n_before > 20

@@ -6,30 +6,33 @@ Strategy, in three steps so the event loop never waits on the disk work:
    nor one whose seal the syncer has not fsynced yet), oldest first, stopping at the first segment whose
    newest record is younger than ``min_compaction_lag_ms``. Each gets a private dup of its fd.
 2. :func:`build` (any thread; blocks): pass one reads every cleanable batch and maps each key to its
-   latest offset; pass two rewrites each segment that loses records into ``<log>/.cleaner/``: a batch
-   keeps the records that are the latest for their key (tombstones -- null values -- only until
-   ``delete_retention_ms`` after their batch's timestamp), re-encoded with their original offsets,
-   timestamps, producer fields and attributes. Offsets stay (gaps are fine in Kafka). A batch whose
-   records all stay is copied byte for byte. The new segment is opened with :class:`LogSegment` and
-   recovered (CRC-checked, indexes built), then fsynced.
-3. :func:`install` (log's thread): swap each rebuilt segment in, crash-safely, with renames only:
-   the old segment's index files are renamed ``*.deleted`` (a crash now leaves the old ``.log`` without
-   indexes: the loader rebuilds them), then ``os.replace`` puts the cleaned ``.log`` over the old one
-   in one atomic step (a crash after it leaves the new ``.log`` without indexes: rebuilt too), then the
-   new indexes are moved in. ``.cleaner/`` leftovers of a crash are removed by the next run, and the
-   loader never looks into directories. The old segment's fd stays open for ``file_delete_delay_ms``
-   so file regions already handed to a sender stay valid, as for a deleted segment.
+   latest offset; pass two groups consecutive segments (up to ``segment_bytes`` of input, Kafka's
+   groupSegmentsBySize) and streams each group that loses records, or merges several segments, into one
+   new segment under ``<log>/.cleaner/``: a batch keeps the records that are the latest for their key
+   (tombstones -- null values -- only until ``delete_retention_ms`` after their batch's timestamp),
+   re-encoded with their original offsets, timestamps, producer fields and attributes. Offsets stay
+   (gaps are fine in Kafka). A batch whose records all stay is copied byte for byte. The new segment is
+   opened with :class:`LogSegment` and recovered (CRC-checked, indexes built), then fsynced.
+3. :func:`install` (log's thread): swap each rebuilt segment in, crash-safely, with renames only: the
+   old segments' index files are renamed ``*.deleted`` (a crash now leaves the old ``.log`` files without
+   indexes: the loader rebuilds them); ``os.replace`` puts the cleaned ``.log`` over the group's first
+   one -- the one atomic step that commits the clean; the group's other ``.log`` files are renamed
+   ``*.deleted`` (a crash before that leaves segments wholly covered by the merged one, which
+   ``Log.open`` drops); the new indexes are moved in. ``.cleaner/`` leftovers of a crash are removed by
+   the next run, and the loader never looks into directories. The old segments' fds stay open for
+   ``file_delete_delay_ms`` so file regions already handed to a sender stay valid, as for a deleted
+   segment.
 
 Offsets within a segment must stay contiguous from batch to batch (the loader checks it to find torn
-writes), so the output *tiles* the segment's offset range: a gap left by removed batches is covered by
+writes), so the output *tiles* the group's offset range: a gap left by removed batches is covered by
 stretching the previous batch's ``lastOffsetDelta`` over it (a header patch and a new CRC; Kafka's own
-cleaner also keeps ``lastOffsetDelta`` when it drops a batch's last records), or at the segment's start
-by moving the first re-encoded batch's base offset back -- but only for plain batches: an idempotent,
+cleaner also keeps ``lastOffsetDelta`` when it drops a batch's last records), or at the start by moving
+the first re-encoded batch's base offset back -- but only for plain batches: an idempotent,
 transactional or control batch keeps its exact span (producer state is replayed from those headers), and
 the gap next to it gets an empty batch (recordsCount 0), which Kafka's cleaner writes too and clients
-step over. A segment left with no
-records at all is deleted -- except the log's first segment, which stays as an empty file so the log
-start offset does not move (consumers at old offsets read on from the next data, as with Kafka).
+step over. A group left with no records at all is deleted -- except the one holding the log's first
+segment, which stays as a single empty batch so the log start offset does not move (consumers at old
+offsets read on from the next data, as with Kafka).
 
 What is left untouched (kept byte for byte, and not counted as the latest value of their keys):
 control batches and transactional batches (Kafka removes aborted data and old markers; we keep them,
@@ -67,6 +70,7 @@ from .records import (
     encode_varint,
     read_header,
 )
+from .index import MAX_RELATIVE_OFFSET
 from .segment import DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, segment_path
 
 __all__ = ["CLEANER_DIR", "CleanResult", "Plan", "plan", "build", "install", "compact"]
@@ -102,6 +106,7 @@ class Plan:
     delete_retention_ms: int
     index_interval_bytes: int
     first_base: int  # base offset of the log's first segment
+    segment_bytes: int  # input bytes merged into one cleaned segment at most
 
     @property
     def clean_point(self) -> int:
@@ -152,7 +157,8 @@ def plan(log: Log, now_ms: int | None = None) -> Plan | None:
         chosen.append(_Seg(seg, seg.base_offset, seg.next_offset, seg.size, fd))
     if not chosen:
         return None
-    return Plan(log.path, chosen, now, cfg.delete_retention_ms, cfg.index_interval_bytes, closed[0].base_offset)
+    return Plan(log.path, chosen, now, cfg.delete_retention_ms, cfg.index_interval_bytes, closed[0].base_offset,
+                cfg.segment_bytes)
 
 
 # -- step 2 ------------------------------------------------------------------------------------------
@@ -275,30 +281,89 @@ def _plain(o: _Out) -> bool:
     return o.h.producer_id < 0 and not o.h.is_control and not o.h.is_transactional
 
 
-def _tile(out: list[_Out], base: int, next_offset: int) -> list[bytes]:
-    """Encode ``out`` so the batches cover [base, next_offset) without a hole (module docstring): a gap
-    after a plain batch is covered by stretching it, a gap at the start by moving a plain re-encoded
-    batch's base back, any other gap by an empty batch, as Kafka's cleaner leaves for producer state."""
-    items: list = []  # _Out or (first, last) of an empty filler batch
-    cursor = base
-    for o in out:
-        if o.base > cursor:
-            prev = items[-1] if items else None
-            if isinstance(prev, _Out) and _plain(prev):
-                prev.last = o.base - 1
-            elif prev is None and o.raw is None and _plain(o):
-                o.base = cursor
-            else:
-                items.append((cursor, o.base - 1))
-        items.append(o)
-        cursor = o.last + 1
-    if cursor < next_offset:
-        prev = items[-1] if items else None
+class _Writer:
+    """Writes one cleaned segment file, streaming: batches go out as they come, each held back by one so a
+    gap after it can still be covered by stretching it. The output tiles [base, next_offset) without a
+    hole (module docstring): a gap after a plain batch is covered by stretching it, a gap at the start by
+    moving a plain re-encoded batch's base back, any other gap by an empty batch, as Kafka's cleaner
+    leaves for producer state."""
+
+    def __init__(self, scratch: str, base: int) -> None:
+        try:
+            os.mkdir(scratch)  # not makedirs: a log deleted meanwhile must not come back as an empty directory
+        except FileExistsError:
+            pass
+        self.scratch = scratch
+        self.base = base
+        self.fd = os.open(segment_path(scratch, base, LOG_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.pos = 0
+        self.cursor = base
+        self.pending: _Out | tuple[int, int] | None = None
+
+    def _flush(self) -> None:
+        item, self.pending = self.pending, None
+        if item is None:
+            return
+        data = memoryview(item.encode() if isinstance(item, _Out) else _empty_batch(*item))
+        while data:
+            n = os.pwrite(self.fd, data, self.pos)
+            self.pos += n
+            data = data[n:]
+
+    def _cover(self, until: int, nxt: _Out | None) -> None:
+        """Cover the gap [cursor, until) before ``nxt`` (None at the end)."""
+        prev = self.pending
         if isinstance(prev, _Out) and _plain(prev):
-            prev.last = next_offset - 1
+            prev.last = until - 1
+        elif prev is None and nxt is not None and nxt.raw is None and _plain(nxt):
+            nxt.base = self.cursor
         else:
-            items.append((cursor, next_offset - 1))
-    return [i.encode() if isinstance(i, _Out) else _empty_batch(*i) for i in items]
+            self._flush()
+            self.pending = (self.cursor, until - 1)
+
+    def add(self, o: _Out) -> None:
+        if o.base > self.cursor:
+            self._cover(o.base, o)
+        self._flush()
+        self.pending = o
+        self.cursor = o.last + 1
+
+    def finish(self, next_offset: int, p: Plan) -> LogSegment:
+        """Close the file and open it as a segment (recovered: CRC-checked, indexes built). Blocks."""
+        try:
+            if self.cursor < next_offset:
+                self._cover(next_offset, None)
+            self._flush()
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+        seg = LogSegment.open_existing(self.scratch, self.base, index_interval_bytes=p.index_interval_bytes,
+                                       now_ms=p.now_ms)
+        if seg.recover() or seg.next_offset != next_offset:  # our own output failed validation: a bug
+            seg.close()
+            raise CorruptBatchError(f"cleaned segment {self.base} did not validate")
+        seg.flush_indexes(sync=True)
+        return seg
+
+    def discard(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def _groups(p: Plan) -> list[list[_Seg]]:
+    """Consecutive segments merged into one cleaned segment: up to ``segment_bytes`` of input and offsets a
+    segment's relative index can hold (Kafka LogCleaner.groupSegmentsBySize)."""
+    groups: list[list[_Seg]] = []
+    for s in p.segments:
+        g = groups[-1] if groups else None
+        if g is not None and sum(x.size for x in g) + s.size <= p.segment_bytes and \
+                s.next_offset - 1 - g[0].base <= MAX_RELATIVE_OFFSET:
+            g.append(s)
+        else:
+            groups.append([s])
+    return groups
 
 
 def build(p: Plan) -> CleanResult:
@@ -316,42 +381,51 @@ def build(p: Plan) -> CleanResult:
                     for off, rec in recs:
                         if rec.key is not None:
                             latest[rec.key] = off
-        # Pass 2: rewrite what loses records.
-        for s in p.segments:
-            out: list[_Out] = []
-            removed = 0
-            for h, view in _batches(s.fd, s.size):
-                recs = _records(h, view)
-                if recs is None:
-                    out.append(_Out(h, bytes(view), None))
+        # Pass 2: rewrite each group that loses records or merges segments.
+        for group in _groups(p):
+            base, next_offset = group[0].base, group[-1].next_offset
+            writer = _Writer(scratch, base)
+            removed = kept = 0
+            try:
+                for s in group:
+                    for h, view in _batches(s.fd, s.size):
+                        recs = _records(h, view)
+                        if recs is None:
+                            writer.add(_Out(h, bytes(view), None))
+                            kept += 1
+                            continue
+                        expired = p.now_ms - h.max_timestamp > p.delete_retention_ms
+                        keep = [(off, rec) for off, rec in recs if rec.key is not None
+                                and latest.get(rec.key) == off and not (rec.value is None and expired)]
+                        removed += len(recs) - len(keep)
+                        kept += len(keep)
+                        if len(keep) == len(recs):
+                            writer.add(_Out(h, bytes(view), None))
+                        elif keep:
+                            writer.add(_Out(h, None, keep))
+                if removed == 0 and len(group) == 1:  # nothing to gain
+                    writer.discard()
+                    os.unlink(segment_path(scratch, base, LOG_SUFFIX))
                     continue
-                expired = p.now_ms - h.max_timestamp > p.delete_retention_ms
-                keep = [(off, rec) for off, rec in recs
-                        if rec.key is not None and latest.get(rec.key) == off and not (rec.value is None and expired)]
-                removed += len(recs) - len(keep)
-                if len(keep) == len(recs):
-                    out.append(_Out(h, bytes(view), None))
-                elif keep:
-                    out.append(_Out(h, None, keep))
-            if removed == 0:
-                continue
-            result.records_removed += removed
-            result.bytes_before += s.size
-            if not out and s.base != p.first_base:
-                result.swaps.append((s.seg, None, removed))
-                continue
-            if not out:  # the log's first segment stays, empty, so the log start offset does not move
-                new = _write_segment(scratch, s.base, [], p)
-                result.swaps.append((s.seg, new, removed))
-                continue
-            new = _write_segment(scratch, s.base, _tile(out, s.base, s.next_offset), p)
-            if new.next_offset != s.next_offset:  # never swap in something that does not cover the same range
-                new.close()
-                raise StorageError(f"cleaned segment {s.base} ends at {new.next_offset}, not {s.next_offset}")
+                olds = [s.seg for s in group]
+                result.records_removed += removed
+                result.bytes_before += sum(s.size for s in group)
+                if kept == 0 and base != p.first_base:  # nothing left: the segments go
+                    writer.discard()
+                    os.unlink(segment_path(scratch, base, LOG_SUFFIX))
+                    result.swaps.append((olds, None, removed))
+                    continue
+                # (the log's first segment stays, as one empty batch if need be, so the start offset holds)
+                new = writer.finish(next_offset, p)
+            except BaseException:
+                writer.discard()
+                raise
             result.bytes_after += new.size
-            result.swaps.append((s.seg, new, removed))
+            result.swaps.append((olds, new, removed))
+        if result.swaps:
+            fsync_dir(scratch)
     except BaseException:
-        for _old, new, _n in result.swaps:
+        for _olds, new, _n in result.swaps:
             if new is not None:
                 new.close()
         result.swaps = []
@@ -363,29 +437,6 @@ def build(p: Plan) -> CleanResult:
     return result
 
 
-def _write_segment(scratch: str, base: int, data: list[bytes], p: Plan) -> LogSegment:
-    try:
-        os.mkdir(scratch)  # not makedirs: a log deleted meanwhile must not come back as an empty directory
-    except FileExistsError:
-        pass
-    path = segment_path(scratch, base, LOG_SUFFIX)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        blob = memoryview(b"".join(data))
-        while blob:
-            blob = blob[os.write(fd, blob):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    seg = LogSegment.open_existing(scratch, base, index_interval_bytes=p.index_interval_bytes, now_ms=p.now_ms)
-    if seg.recover():  # our own output failed validation: a bug, never swap it in
-        seg.close()
-        raise CorruptBatchError(f"cleaned segment {base} did not validate")
-    seg.flush_indexes(sync=True)
-    fsync_dir(scratch)
-    return seg
-
-
 # -- step 3 ------------------------------------------------------------------------------------------
 
 def _hook(step: str) -> None:
@@ -394,34 +445,44 @@ def _hook(step: str) -> None:
 
 
 def install(log: Log, result: CleanResult) -> CleanResult:
-    """Step 3 (module docstring): swap the rebuilt segments in. Log's thread. A segment that changed
-    meanwhile (deleted by retention or DeleteRecords) is skipped."""
+    """Step 3 (module docstring): swap the rebuilt segments in. Log's thread. A group with a segment that
+    changed meanwhile (deleted by retention or DeleteRecords) is skipped."""
     directory = log.path
-    for old, new, removed in result.swaps:
-        if old not in log._segments or old.deleted or log.closed:
+    for olds, new, removed in result.swaps:
+        if log.closed or any(o.deleted or o not in log._segments for o in olds):
             if new is not None:
                 new.close()
             result.records_removed -= removed
             continue
-        if new is None:  # nothing left: the segment goes (the start offset moves if it was the first)
-            log.delete_segment(old.base_offset)
-            result.segments_deleted += 1
+        if new is None:  # nothing left in these segments (never the log's first): they go
+            for o in olds:
+                log.delete_segment(o.base_offset)
+            result.segments_deleted += len(olds)
             continue
-        base = old.base_offset
+        base = olds[0].base_offset
         _hook("start")
-        old.index.rename(old.index.path + DELETED_SUFFIX)
-        old.time_index.rename(old.time_index.path + DELETED_SUFFIX)
+        for o in olds:
+            o.index.rename(o.index.path + DELETED_SUFFIX)
+            o.time_index.rename(o.time_index.path + DELETED_SUFFIX)
         _hook("indexes-renamed")
+        # The one atomic step: from here the cleaned data is the log's (a crash before the renames below
+        # leaves the merged segments' old files covered by it; Log.open drops them).
         os.replace(segment_path(new.directory, base, LOG_SUFFIX), segment_path(directory, base, LOG_SUFFIX))
         fsync_dir(directory)
         _hook("log-replaced")
+        for o in olds[1:]:
+            path = segment_path(directory, o.base_offset, LOG_SUFFIX)
+            os.rename(path, path + DELETED_SUFFIX)
+        if len(olds) > 1:
+            fsync_dir(directory)
+        _hook("olds-deleted")
         new.index.rename(segment_path(directory, base, INDEX_SUFFIX))
         new.time_index.rename(segment_path(directory, base, TIME_INDEX_SUFFIX))
         new.directory = directory
         fsync_dir(directory)
         _hook("done")
-        log._replace_segment(old, new)
-        result.segments_rewritten += 1
+        log._replace_segments(olds, new)
+        result.segments_rewritten += len(olds)
     shutil.rmtree(os.path.join(directory, CLEANER_DIR), ignore_errors=True)
     result.swaps = []
     return result

@@ -155,6 +155,24 @@ def _wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _drop_covered_segments(path: str, segments: list[LogSegment]) -> None:
+    """Remove segments whose offsets a previous segment already covers: what a crash leaves between
+    compaction's swap of a merged segment and the removal of the segments it replaced (compaction.py)."""
+    i = 1
+    while i < len(segments) - 1:  # never the active (last) segment
+        prev, seg = segments[i - 1], segments[i]
+        if seg.base_offset < prev.next_offset and seg.next_offset <= prev.next_offset:
+            seg.close()
+            for suffix in (".log", ".index", ".timeindex"):
+                try:
+                    os.unlink(os.path.join(path, f"{seg.base_offset:020d}{suffix}"))
+                except FileNotFoundError:
+                    pass
+            del segments[i]
+            continue
+        i += 1
+
+
 class Log:
     """See the module docstring. Create with :meth:`open`."""
 
@@ -212,6 +230,7 @@ class Log:
             os.makedirs(path, exist_ok=True)
             fsync_dir(os.path.dirname(os.path.abspath(path)))
         loaded = load_log(path, index_interval_bytes=config.index_interval_bytes, now_ms=clock())
+        _drop_covered_segments(path, loaded.segments)
         own = syncer is None
         if own:
             syncer = Syncer()
@@ -604,14 +623,19 @@ class Log:
         if i == 0:
             self._set_start_offset(max(self._start_offset, self._segments[0].base_offset))
 
-    def _replace_segment(self, old: LogSegment, new: LogSegment) -> None:
-        """Compaction (compaction.install, after the files were swapped by rename): ``new`` covers the same
-        offsets as ``old`` and takes its place; ``old``'s fd closes after ``file_delete_delay_ms`` so regions
-        already handed out stay valid. Event-loop thread only."""
+    def _replace_segments(self, olds: list[LogSegment], new: LogSegment) -> None:
+        """Compaction (compaction.install, after the files were swapped by rename): ``new`` covers the
+        offsets of the consecutive segments ``olds`` and takes their place; their fds close after
+        ``file_delete_delay_ms`` so regions already handed out stay valid. Event-loop thread only."""
         with self._lock:
-            self._segments[self._segments.index(old)] = new
-        old.deleted = True
-        self._syncer._schedule_destroy(old, self.config.file_delete_delay_ms / 1000.0)
+            i = self._segments.index(olds[0])
+            if self._segments[i:i + len(olds)] != olds:
+                raise ValueError("segments to replace are not consecutive")
+            self._segments[i:i + len(olds)] = [new]
+            self._bases[i:i + len(olds)] = [new.base_offset]
+        for old in olds:
+            old.deleted = True
+            self._syncer._schedule_destroy(old, self.config.file_delete_delay_ms / 1000.0)
 
     def _remove_segment(self, i: int) -> None:
         with self._lock:
