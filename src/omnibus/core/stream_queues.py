@@ -5,10 +5,13 @@ Strategy
     nothing is ever settled: acks only give a consumer credit back (the session's business), and the log
     shrinks only by retention, whole segments at a time, as RabbitMQ streams do:
 
-    * ``x-max-length-bytes`` -> the log's ``retention_bytes``; ``x-max-age`` ("7D", "12h", ...) -> its
-      ``retention_ms``; ``x-stream-max-segment-size-bytes`` -> ``segment_bytes`` (RabbitMQ: 500 MB).
-      :func:`log_overrides` maps them; the vhost opens the log with them. Retention runs every
-      ``RETENTION_EVERY`` publishes here and on the broker's retention timer.
+    * ``x-max-age`` ("7D", "12h", ...) -> the log's ``retention_ms`` (a segment goes once its newest
+      message is older); ``x-stream-max-segment-size-bytes`` -> ``segment_bytes`` (RabbitMQ: 500 MB).
+      :func:`log_overrides` maps them; the vhost opens the log with them. ``x-max-length-bytes`` is
+      osiris's rule, not Kafka's (which the log implements): the oldest segments go while there is more
+      than one and the stream is over the limit, so what stays is at most the limit (osiris_log
+      eval_max_bytes). Retention runs when a publish starts a new segment (osiris evaluates it when it
+      rolls a segment), at open, and on the broker's retention timer (age only).
     * A consumer keeps its own next offset; :meth:`StreamQueue.resolve` turns RabbitMQ's
       ``x-stream-offset`` specs into one ("first", "last" = the first offset of the last batch, as
       RabbitMQ's "last" is the last chunk, "next", an offset, a timestamp in ms, or an age).
@@ -35,8 +38,6 @@ __all__ = ["StreamQueue", "parse_max_age", "log_overrides", "is_stream", "STREAM
 
 #: RabbitMQ's default x-stream-max-segment-size-bytes (500 MB).
 STREAM_SEGMENT_BYTES = 500_000_000
-#: Run retention after this many publish calls (plus the broker's periodic check).
-RETENTION_EVERY = 64
 #: rabbit_amqqueue unit_value_in_ms: Y = 365 days, M = 30 days.
 _UNIT_MS = {"Y": 365 * 86_400_000, "M": 30 * 86_400_000, "D": 86_400_000, "h": 3_600_000, "m": 60_000,
             "s": 1000}
@@ -68,8 +69,7 @@ def _int_arg(arguments: Mapping[str, Any], key: str) -> int | None:
 def log_overrides(arguments: Mapping[str, Any]) -> dict[str, int]:
     """Log settings of a stream declared with ``arguments`` (unset ones: no limit)."""
     age = arguments.get("x-max-age")
-    return {"retention_ms": parse_max_age(age) or -1 if age is not None else -1,
-            "retention_bytes": _int_arg(arguments, "x-max-length-bytes") or -1,
+    return {"retention_ms": parse_max_age(age) or -1 if age is not None else -1, "retention_bytes": -1,
             "segment_bytes": _int_arg(arguments, "x-stream-max-segment-size-bytes") or STREAM_SEGMENT_BYTES}
 
 
@@ -94,12 +94,13 @@ class StreamQueue:
         self.exclusive = exclusive
         self.auto_delete = auto_delete
         self.arguments: dict[str, Any] = dict(arguments or {})
-        self._publishes = 0
+        self._segment = -1  # base offset of the segment the last publish went to
+        self.max_bytes = _int_arg(self.arguments, "x-max-length-bytes") or 0
         self._last_base = self._find_last_base()
         self._cache_base = 0
         self._cache_end = 0
         self._cache: list[tuple[int, Message]] = []
-        log.enforce_retention()
+        self.enforce_retention()
 
     def _find_last_base(self) -> int:
         log = self.log
@@ -136,9 +137,10 @@ class StreamQueue:
         if not messages:
             return range(0)
         first, end = self._append(messages)
-        self._publishes += 1
-        if self._publishes % RETENTION_EVERY == 0:
-            self.log.enforce_retention()
+        segment = self.log.segment_base(end - 1)
+        if segment != self._segment:  # a new segment: the older ones may now break retention
+            self._segment = segment if segment is not None else -1
+            self.enforce_retention()
         return range(first, end)
 
     def _append(self, messages: Sequence[Message]) -> tuple[int, int]:
@@ -151,6 +153,22 @@ class StreamQueue:
         result = self.log.append(batch)
         self._last_base = result.base_offset
         return result.base_offset, result.last_offset + 1
+
+    def enforce_retention(self) -> int:
+        """x-max-age through the log; x-max-length-bytes as osiris_log eval_max_bytes. Returns how many
+        segments went."""
+        log = self.log
+        deleted = log.enforce_retention()
+        if self.max_bytes:
+            segments = log.segments()
+            total = sum(seg.size for seg in segments)
+            for seg in segments[:-1]:
+                if total <= self.max_bytes:
+                    break
+                log.delete_segment(seg.base_offset)
+                total -= seg.size
+                deleted += 1
+        return deleted
 
     # -- read --------------------------------------------------------------------------------------
     def resolve(self, spec: Any) -> int:
@@ -212,7 +230,7 @@ class StreamQueue:
         pass
 
     def collect(self) -> int:
-        return self.log.enforce_retention()
+        return self.enforce_retention()
 
     def close(self) -> None:
         self._cache = []

@@ -1427,6 +1427,12 @@ class AmqpSession:
     def _settle_or_hold(self, ch: Channel, tags: list[int], requeue: bool | None) -> None:
         """Settle now, or, in a transaction, take the deliveries off the unacked map until tx.commit
         (rabbit_channel: a second ack of the same tag is then an unknown tag, as in RabbitMQ)."""
+        if requeue is not None:  # rabbit_stream_queue settle: a stream cannot take a message back (540)
+            for t in tags:
+                entry = ch.unacked[t]
+                if entry[2].__class__ is StreamConsumer:
+                    raise ChannelError(NOT_IMPLEMENTED, "basic.nack and basic.reject not supported by stream "
+                                                        f"queues {_rs('queue', entry[0])}")
         if ch.tx is None:
             self._settle(ch, tags, requeue)
         elif tags:
