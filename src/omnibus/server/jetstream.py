@@ -73,6 +73,12 @@ def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+#: A stream publish's Publish options, all None (read from the headers), and a fast tuple constructor
+#: (the NamedTuple's generated __new__ costs a Python call per publish).
+_NO_OPTIONS = (None,) * 7
+_new_tuple = tuple.__new__
+
+
 def _error(e: Exception) -> dict[str, Any]:
     code, err_code = ERRORS.get(type(e), GENERIC_ERROR)
     return {"error": {"code": code, "err_code": err_code, "description": str(e)}}
@@ -162,7 +168,7 @@ class JetStreamAPI:
         entry = staged.get(stream)
         if entry is None:
             entry = staged[stream] = ([], [])
-        entry[0].append(st.Publish(subject, payload, headers))
+        entry[0].append(_new_tuple(st.Publish, (subject, payload, headers, *_NO_OPTIONS)))
         entry[1].append(reply)
 
     def _flush_staged(self) -> None:
@@ -179,29 +185,28 @@ class JetStreamAPI:
                 continue
             self._serve(stream)
             durable_at = -1
-            later: list[tuple[str, dict[str, Any]]] = []
+            later: list[tuple[str, bytes]] = []
+            head = b'{"stream":' + orjson.dumps(stream.name) + b',"seq":'  # nats-server's PubAck JSON
             for reply, ack in zip(replies, results):
                 if not reply:
                     continue
                 if isinstance(ack, st.JetStreamError):
-                    body = _error(ack)
+                    body = orjson.dumps(_error(ack))
                 else:
-                    body = {"stream": stream.name, "seq": ack.seq}
-                    if ack.duplicate:
-                        body["duplicate"] = True
+                    body = head + (b'%d,"duplicate":true}' % ack.seq if ack.duplicate else b"%d}" % ack.seq)
                     if ack.offset >= 0:
                         durable_at = ack.offset
                 if durable_at < 0:  # nothing of this call before it waits for the disk
-                    self._reply(reply, body)
+                    self.router.publish_external(reply, body)
                 else:  # PubAcks keep publish order: after a stored message, the rest wait too
                     later.append((reply, body))
             if later:
                 stream.log.when_durable(durable_at, lambda later=later: self._reply_all(later))
 
-    def _reply_all(self, replies: list[tuple[str, dict[str, Any]]]) -> None:
+    def _reply_all(self, replies: list[tuple[str, bytes]]) -> None:
         publish = self.router.publish_external
         for reply, body in replies:
-            publish(reply, orjson.dumps(body))
+            publish(reply, body)
 
     # -- the JSON API ----------------------------------------------------------------------------------
     def _api(self, op: str, reply: str | None, payload: bytes) -> None:
