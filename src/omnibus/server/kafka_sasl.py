@@ -152,7 +152,8 @@ class SaslState:
 
     def __init__(self, server: Any) -> None:
         self.users, self.scram = _broker_auth(server)
-        self.enabled = list(server.settings.kafka.sasl_enabled_mechanisms)
+        # Only what is implemented is offered (a configured GSSAPI or OAUTHBEARER is not).
+        self.enabled = [m for m in server.settings.kafka.sasl_enabled_mechanisms if m == "PLAIN" or m in SCRAM_HASHES]
         self.mechanism: str | None = None
         self.raw = False  # SaslHandshake v0: tokens without Kafka framing
         self.step = 0
@@ -284,7 +285,7 @@ def sasl_handshake(session: "KafkaSession", req: "Request") -> None:
         session._close_after_pending()
         return
     mech = req.body.mechanism
-    if mech not in state.enabled or (mech != "PLAIN" and mech not in SCRAM_HASHES):
+    if mech not in state.enabled:
         session.respond(req, R(error_code=E.UNSUPPORTED_SASL_MECHANISM, mechanisms=list(state.enabled)))
         session._close_after_pending()  # Kafka throws UnsupportedSaslMechanismException after the answer
         return
