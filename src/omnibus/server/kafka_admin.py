@@ -17,6 +17,9 @@ Semantics and error texts follow Apache Kafka 3.x in KRaft mode (``ControllerApi
   (APPEND/SUBTRACT only on LIST configs). Both honour ``validate_only``; broker configs cannot change
   dynamically here.
 - DeleteRecords moves the low watermark (-1 = the high watermark); OFFSET_OUT_OF_RANGE past it.
+- :class:`LogCleaner` compacts the partitions of ``cleanup.policy=compact`` topics every
+  ``LOG_CLEANER_BACKOFF_MS`` (Kafka log.cleaner.backoff.ms) with storage/compaction.py, the segment
+  rewriting in a worker thread.
 
 Rules: event-loop thread only; admin traffic is rare, so clarity beats speed here.
 """
@@ -41,7 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from omnibus.server.kafka_session import KafkaSession
     from omnibus.wire.kafka.connection import Request
 
-__all__ = ["describe_topic_configs", "created_topic_configs", "broker_defaults", "LogCleaner", "LOG_CLEANER_BACKOFF_MS"]
+__all__ = ["describe_topic_configs", "created_topic_configs", "broker_defaults", "LogCleaner",
+           "LOG_CLEANER_BACKOFF_MS"]
 
 log = logging.getLogger(__name__)
 #: Kafka log.cleaner.backoff.ms: how long the cleaner sleeps between looks for logs to compact.
