@@ -59,10 +59,11 @@ def _flush(log: Log) -> None:
 
 
 def test_keeps_latest_per_key_and_offsets(tmp_path):
-    log = _log(tmp_path / "l")
+    clock = ManualClock(NOW)
+    log = _log(tmp_path / "l", clock=clock)
     for i in range(60):
         _put(log, b"k%d" % (i % 5), b"v%d" % i)
-    _put(log, b"k0", None)  # tombstone, 10 days old: older than delete.retention.ms -> removed
+    _put(log, b"k0", None)  # tombstone (10 days old, but its delete horizon starts at the first clean)
     log.roll()
     for i in range(3):
         _put(log, b"k1", b"active%d" % i)  # the active segment is never cleaned
@@ -79,7 +80,9 @@ def test_keeps_latest_per_key_and_offsets(tmp_path):
     closed = [e for e in after if e[0] < active_base]
     keys = [k for _, k, _ in closed]
     assert len(keys) == len(set(keys))  # one record per key in the cleaned part
-    assert b"k0" not in keys  # the old tombstone is gone, and with it every k0
+    assert [(k, v) for _, k, v in closed if k == b"k0"] == [(b"k0", None)]  # only the tombstone is left
+    horizon = [h for h, _ in log.batches(0) if h.attributes & compaction.DELETE_HORIZON_BIT]
+    assert [h.base_timestamp for h in horizon] == [NOW + DAY]  # KIP-534: stamped with its delete horizon
     latest_before = _latest(e for e in before if e[0] < active_base)
     for off, k, v in closed:
         assert latest_before[k] == (off, v)
@@ -90,8 +93,14 @@ def test_keeps_latest_per_key_and_offsets(tmp_path):
         if off >= log.start_offset:
             log.read(off, 100)
     log.close()
-    again = _log(tmp_path / "l")
+    again = _log(tmp_path / "l", clock=clock)
     assert _contents(again) == after and again.end_offset == end
+    clock.advance(DAY)  # past the horizon: the tombstone goes
+    compaction.compact(again)
+    assert [e for e in _contents(again) if e[1] == b"k0"] == []
+    # and the other records keep their original timestamps through the re-encoding
+    stamps = {off: rec.timestamp_ms for h, v in again.batches(0) for off, rec in decode_records(bytes(v))}
+    assert set(stamps.values()) <= {NOW - 10 * DAY}
     again.close()
 
 

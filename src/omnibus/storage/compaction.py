@@ -9,7 +9,9 @@ Strategy, in three steps so the event loop never waits on the disk work:
    latest offset; pass two groups consecutive segments (up to ``segment_bytes`` of input, Kafka's
    groupSegmentsBySize) and streams each group that loses records, or merges several segments, into one
    new segment under ``<log>/.cleaner/``: a batch keeps the records that are the latest for their key
-   (tombstones -- null values -- only until ``delete_retention_ms`` after their batch's timestamp),
+   (tombstones -- null values -- until their delete horizon: as Kafka 3.x does (KIP-534), the first clean
+   that keeps a tombstone stamps its batch with ``now + delete_retention_ms``, and a clean after that
+   removes it),
    re-encoded with their original offsets, timestamps, producer fields and attributes. Offsets stay
    (gaps are fine in Kafka). A batch whose records all stay is copied byte for byte. The new segment is
    opened with :class:`LogSegment` and recovered (CRC-checked, indexes built), then fsynced.
@@ -84,6 +86,8 @@ _I32 = struct.Struct(">i")
 _LAST_OFFSET_DELTA_AT = 23
 _CRC_AT = 17
 _CRC_FROM = 21
+#: Kafka DefaultRecordBatch.DELETE_HORIZON_FLAG_MASK (KIP-534): baseTimestamp holds the delete horizon.
+DELETE_HORIZON_BIT = 0x40
 
 #: Test hook: called with a step name during :func:`install` (a crash test makes it ``os._exit``).
 SWAP_HOOK: Callable[[str], None] | None = None
@@ -201,13 +205,22 @@ def _records(h: BatchHeader, view: memoryview):
         return None
 
 
-def _encode_batch(h: BatchHeader, base: int, last_offset: int, records: list) -> bytes:
+def _encode_batch(h: BatchHeader, base: int, last_offset: int, records: list, horizon: int | None = None) -> bytes:
     """A v2 batch holding ``records`` ((offset, Record) pairs) at their own offsets and timestamps, with
-    ``h``'s producer fields and attributes, spanning [base, last_offset]."""
+    ``h``'s producer fields and attributes, spanning [base, last_offset]. With ``horizon`` the batch gets
+    Kafka's delete horizon (KIP-534: attributes bit 6, the horizon in the baseTimestamp field; record
+    timestamps stay, their deltas are taken from it)."""
     import zlib
 
     lat = h.log_append_time
-    base_ts = h.base_timestamp if lat else min(r.timestamp_ms for _, r in records)
+    attributes = h.attributes
+    if horizon is not None:
+        attributes |= DELETE_HORIZON_BIT
+        base_ts = horizon
+    elif attributes & DELETE_HORIZON_BIT or lat:
+        base_ts = h.base_timestamp
+    else:
+        base_ts = min(r.timestamp_ms for _, r in records)
     max_ts = h.max_timestamp if lat else max(r.timestamp_ms for _, r in records)
     parts = []
     for off, rec in records:
@@ -235,7 +248,7 @@ def _encode_batch(h: BatchHeader, base: int, last_offset: int, records: list) ->
         c = zlib.compressobj(wbits=31)
         payload = c.compress(payload) + c.flush()
     head = bytearray(HEADER.pack(base, HEADER_SIZE - LOG_OVERHEAD + len(payload), h.partition_leader_epoch, MAGIC, 0,
-                                 h.attributes, last_offset - base, base_ts, max_ts, h.producer_id, h.producer_epoch,
+                                 attributes, last_offset - base, base_ts, max_ts, h.producer_id, h.producer_epoch,
                                  h.base_sequence, len(records)))
     _U32.pack_into(head, _CRC_AT, crc32c(payload, crc32c(memoryview(head)[_CRC_FROM:])))
     return bytes(head) + payload
@@ -261,10 +274,10 @@ def _empty_batch(base: int, last_offset: int) -> bytes:
 class _Out:
     """One output batch: verbatim bytes, or retained records to encode (with the source header)."""
 
-    __slots__ = ("h", "raw", "records", "base", "last")
+    __slots__ = ("h", "raw", "records", "base", "last", "horizon")
 
-    def __init__(self, h: BatchHeader, raw: bytes | None, records: list | None) -> None:
-        self.h, self.raw, self.records = h, raw, records
+    def __init__(self, h: BatchHeader, raw: bytes | None, records: list | None, horizon: int | None = None) -> None:
+        self.h, self.raw, self.records, self.horizon = h, raw, records, horizon
         self.base, self.last = h.base_offset, h.base_offset + h.last_offset_delta
 
     def encode(self) -> bytes:
@@ -272,7 +285,7 @@ class _Out:
             if self.last != self.h.base_offset + self.h.last_offset_delta:
                 return _stretch(self.raw, self.last)
             return self.raw
-        return _encode_batch(self.h, self.base, self.last, self.records or [])
+        return _encode_batch(self.h, self.base, self.last, self.records or [], self.horizon)
 
 
 def _plain(o: _Out) -> bool:
@@ -386,6 +399,7 @@ def build(p: Plan) -> CleanResult:
             base, next_offset = group[0].base, group[-1].next_offset
             writer = _Writer(scratch, base)
             removed = kept = 0
+            horizons = False
             try:
                 for s in group:
                     for h, view in _batches(s.fd, s.size):
@@ -394,16 +408,22 @@ def build(p: Plan) -> CleanResult:
                             writer.add(_Out(h, bytes(view), None))
                             kept += 1
                             continue
-                        expired = p.now_ms - h.max_timestamp > p.delete_retention_ms
+                        # Tombstones go once the delete horizon their batch got when first cleaned has passed.
+                        has_horizon = bool(h.attributes & DELETE_HORIZON_BIT)
+                        expired = has_horizon and p.now_ms >= h.base_timestamp
                         keep = [(off, rec) for off, rec in recs if rec.key is not None
                                 and latest.get(rec.key) == off and not (rec.value is None and expired)]
                         removed += len(recs) - len(keep)
                         kept += len(keep)
-                        if len(keep) == len(recs):
+                        horizon = None
+                        if not has_horizon and any(rec.value is None for _, rec in keep):
+                            horizon = p.now_ms + p.delete_retention_ms
+                            horizons = True
+                        if len(keep) == len(recs) and horizon is None:
                             writer.add(_Out(h, bytes(view), None))
                         elif keep:
-                            writer.add(_Out(h, None, keep))
-                if removed == 0 and len(group) == 1:  # nothing to gain
+                            writer.add(_Out(h, None, keep, horizon))
+                if removed == 0 and not horizons and len(group) == 1:  # nothing to gain
                     writer.discard()
                     os.unlink(segment_path(scratch, base, LOG_SUFFIX))
                     continue
