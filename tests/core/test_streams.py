@@ -10,6 +10,7 @@ import pytest
 from omnibus.core.clock import ManualClock
 from omnibus.core.stream_registry import JetStream
 from omnibus.core.streams import (
+    BadRequest,
     DEFAULT_DUPLICATE_WINDOW,
     NANOS_PER_MS,
     DirectoryLogs,
@@ -477,12 +478,16 @@ def test_delete_msg_interior_and_head(env):
     with pytest.raises(SequenceNotFound) as e:
         s.delete_msg(3)
     assert str(e.value) == "sequence 3 not found"
-    with pytest.raises(SequenceNotFound):
+    with pytest.raises(MsgDeleteFailed) as e:  # past the end: nats-server's file store ErrStoreEOF
         s.delete_msg(99)
+    assert str(e.value) == "stream store EOF"
     s.delete_msg(1)
     s.delete_msg(2)
     st = s.state()
     assert (st.first_seq, st.num_deleted, st.messages) == (4, 0, 2)
+    with pytest.raises(MsgDeleteFailed) as e:  # below the first: ErrStoreMsgNotFound
+        s.delete_msg(1)
+    assert str(e.value) == "no message found"
     with pytest.raises(NoMessageFound):
         s.get(3)
 
@@ -535,7 +540,7 @@ def test_purge_filter_keep_and_seq(env):
     assert s.purge(keep=1) == 2
     assert seqs(s) == [10]
     assert s.purge(seq=1) == 0
-    with pytest.raises(StreamConfigInvalid):
+    with pytest.raises(BadRequest):  # nats-server: 10003 "bad request"
         s.purge(keep=1, seq=3)
 
 

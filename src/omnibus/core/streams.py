@@ -174,6 +174,16 @@ class StreamConfigInvalid(JetStreamError):  # 10052 (500) JSStreamInvalidConfigF
     """Invalid stream configuration (creation or update); ``str(e)`` is the {err} text."""
 
 
+class BadRequest(JetStreamError):  # 10003 "bad request" (a request nats-server refuses as such)
+    def __init__(self) -> None:
+        super().__init__("bad request")
+
+
+class StreamMismatch(JetStreamError):  # 10056 "stream name in subject does not match request"
+    def __init__(self) -> None:
+        super().__init__("stream name in subject does not match request")
+
+
 class StreamReplicasNotSupported(JetStreamError):  # 10074 "replicas > 1 not supported in non-clustered mode"
     def __init__(self) -> None:
         super().__init__("replicas > 1 not supported in non-clustered mode")
@@ -1591,13 +1601,19 @@ class Stream:
     # -- operator removals -------------------------------------------------------------------------
 
     def delete_msg(self, seq: int) -> None:
-        """STREAM.MSG.DELETE. Raises StreamSealed (10109), MsgDeleteFailed (10057) when deny_delete,
-        SequenceNotFound (10043) when there is no such message."""
+        """STREAM.MSG.DELETE. Raises StreamSealed (10109), MsgDeleteFailed (10057) when deny_delete or
+        ``seq`` is outside first..last, SequenceNotFound (10043) for an already removed one inside."""
         if self.config.sealed:
             raise StreamSealed()
         if self.config.deny_delete:
             raise MsgDeleteFailed("message delete not permitted")
         if not self._remove(seq):
+            # nats-server's file store: past the end is ErrStoreEOF, below the first ErrStoreMsgNotFound
+            # (both 10057), an interior gap "sequence N not found" (10043).
+            if seq > self._last:
+                raise MsgDeleteFailed("stream store EOF")
+            if seq < self._first:
+                raise MsgDeleteFailed("no message found")
             raise SequenceNotFound(seq)
         self.flush()
 
@@ -1612,7 +1628,7 @@ class Stream:
         keep = keep or 0
         seq = seq or 0
         if keep and seq:
-            raise StreamConfigInvalid("sequence and keep can not both be set")
+            raise BadRequest()  # jsStreamPurgeRequest: "sequence and keep can not both be set" -> 10003
         if filter is not None and filter != "" and not valid_nats_pattern(filter):
             raise StreamConfigInvalid("invalid subject")
         n = self._purge(filter or "", keep, seq)

@@ -51,7 +51,7 @@ LIST_LIMIT = 256
 
 #: Core exceptions -> (HTTP-like code, nats-server err_code) from server/errors.json.
 ERRORS: dict[type, tuple[int, int]] = {
-    st.StreamNotFound: (404, 10059), st.StreamNameExists: (400, 10058), st.StreamSubjectOverlap: (400, 10065),
+    st.StreamNotFound: (404, 10059), st.StreamMismatch: (400, 10056), st.StreamNameExists: (400, 10058), st.StreamSubjectOverlap: (400, 10065),
     st.StreamConfigInvalid: (500, 10052), st.StreamReplicasNotSupported: (500, 10074),
     st.MaximumStreamsReached: (400, 10027), st.StreamNotMatch: (400, 10060), st.WrongLastSequence: (400, 10071),
     st.WrongLastMsgId: (400, 10070), st.MessageTooLarge: (400, 10054), st.HeaderTooLarge: (400, 10097),
@@ -82,6 +82,25 @@ _new_tuple = tuple.__new__
 def _error(e: Exception) -> dict[str, Any]:
     code, err_code = ERRORS.get(type(e), GENERIC_ERROR)
     return {"error": {"code": code, "err_code": err_code, "description": str(e)}}
+
+
+def _typed(op: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """An API error answer with the request's response ``type`` first, as nats-server writes it (its
+    responses embed ApiResponse); a purge's also carries ``"purged": 0`` (not omitempty there)."""
+    tokens = op.split(".")
+    kind = tokens[1] if len(tokens) > 1 else ""
+    if tokens[0] == "INFO":
+        name = "account_info"
+    elif tokens[0] == "STREAM" and kind == "MSG" and len(tokens) > 2:
+        name = f"stream_msg_{tokens[2].lower()}"
+    elif tokens[0] in ("STREAM", "CONSUMER") and kind:
+        name = f"{tokens[0].lower()}_{'create' if kind == 'DURABLE' else kind.lower()}"
+    else:
+        return answer
+    out = {"type": f"io.nats.jetstream.api.v1.{name}_response", **answer}
+    if name == "stream_purge":
+        out["purged"] = 0
+    return out
 
 
 class JetStreamAPI:
@@ -213,16 +232,17 @@ class JetStreamAPI:
         try:
             req = orjson.loads(payload) if payload.strip() else {}
         except orjson.JSONDecodeError:
-            self._reply(reply, {"error": {"code": 400, "err_code": 10025, "description": "invalid JSON"}})
+            self._reply(reply, _typed(op, {"error": {"code": 400, "err_code": 10025, "description": "invalid JSON"}}))
             return
         try:
             result = self._dispatch(op, req, reply)
             if result is not None:  # CONSUMER.MSG.NEXT answers with messages, not JSON
                 self._reply(reply, result)
         except st.JetStreamError as e:
-            self._reply(reply, _error(e))
+            self._reply(reply, _typed(op, _error(e)))
         except (ValueError, TypeError, KeyError, AttributeError) as e:
-            self._reply(reply, {"error": {"code": 400, "err_code": 10025, "description": f"bad request: {e}"}})
+            self._reply(reply, _typed(op, {"error": {"code": 400, "err_code": 10025,
+                                                     "description": f"bad request: {e}"}}))
 
     def _dispatch(self, op: str, req: Any, reply: str | None) -> dict[str, Any] | None:
         js = self.js
@@ -237,14 +257,18 @@ class JetStreamAPI:
         if head == "STREAM" and len(tokens) >= 2:
             kind = tokens[1]
             name = ".".join(tokens[2:]) if kind not in ("NAMES", "LIST", "MSG") else None
+            if kind in ("CREATE", "UPDATE") and req.get("name") != name:
+                raise st.StreamMismatch()  # jsStreamCreateRequest: the body's name must be the subject's
             if kind == "CREATE":
-                stream, created = js.add_stream(st.StreamConfig.from_dict({**req, "name": req.get("name", name)}))
+                stream, created = js.add_stream(st.StreamConfig.from_dict(req))
                 return self._stream_info(stream, "stream_create_response", did_create=created)
             if kind == "UPDATE":
-                stream = js.update_stream(st.StreamConfig.from_dict({**req, "name": req.get("name", name)}))
+                stream = js.update_stream(st.StreamConfig.from_dict(req))
                 return self._stream_info(stream, "stream_update_response")
             if kind == "INFO":
-                return self._stream_info(js.stream(name), "stream_info_response")
+                return self._stream_info(js.stream(name), "stream_info_response",
+                                         subjects_filter=req.get("subjects_filter") or None,
+                                         deleted_details=bool(req.get("deleted_details")))
             if kind == "DELETE":
                 js.delete_stream(name)
                 self.push.forget_gone()
@@ -258,9 +282,9 @@ class JetStreamAPI:
                 return {"type": "io.nats.jetstream.api.v1.stream_names_response", "total": len(names),
                         "offset": 0, "limit": NAMES_LIMIT, "streams": names}
             if kind == "LIST":
-                infos = [self._stream_info(s, None) for s in sorted(js.streams(), key=lambda s: s.name)]
+                infos = [self._stream_info(js.stream(n), None) for n in js.stream_names(req.get("subject"))]
                 return {"type": "io.nats.jetstream.api.v1.stream_list_response", "total": len(infos),
-                        "offset": 0, "limit": LIST_LIMIT, "streams": infos, "missing": []}
+                        "offset": 0, "limit": LIST_LIMIT, "streams": infos}
             if kind == "MSG" and len(tokens) >= 4 and tokens[2] == "GET":
                 stream = js.stream(".".join(tokens[3:]))
                 if req.get("last_by_subj"):
@@ -274,6 +298,12 @@ class JetStreamAPI:
                 if block:
                     out["hdrs"] = _b64(block)
                 return {"type": "io.nats.jetstream.api.v1.stream_msg_get_response", "message": out}
+            if kind == "MSG" and len(tokens) >= 4 and tokens[2] == "DELETE":
+                stream = js.stream(".".join(tokens[3:]))
+                if not req:  # isEmptyRequest: no body, or {}
+                    raise st.BadRequest()
+                stream.delete_msg(int(req.get("seq") or 0))  # no_erase: nothing is overwritten anyway
+                return {"type": "io.nats.jetstream.api.v1.stream_msg_delete_response", "success": True}
         if head == "CONSUMER" and len(tokens) >= 3:
             kind = tokens[1]
             if kind in ("CREATE", "DURABLE"):
@@ -300,15 +330,17 @@ class JetStreamAPI:
                 stream = js.stream(tokens[2])
                 infos = [self._consumer_info(c, None) for _, c in sorted(stream.consumers.items())]
                 return {"type": "io.nats.jetstream.api.v1.consumer_list_response", "total": len(infos),
-                        "offset": 0, "limit": LIST_LIMIT, "consumers": infos, "missing": []}
+                        "offset": 0, "limit": LIST_LIMIT, "consumers": infos}
             if kind == "MSG" and len(tokens) >= 5 and tokens[2] == "NEXT":
                 self._pull(js.consumer(tokens[3], tokens[4]), req, reply)
                 return None
         return {"error": {"code": 400, "err_code": 10003, "description": "bad request"}}
 
-    def _stream_info(self, stream: Any, kind: str | None, did_create: bool | None = None) -> dict[str, Any]:
+    def _stream_info(self, stream: Any, kind: str | None, did_create: bool | None = None, *,
+                     subjects_filter: str | None = None, deleted_details: bool = False) -> dict[str, Any]:
+        state = stream.state(subjects_filter=subjects_filter, deleted_details=deleted_details)
         info: dict[str, Any] = {"config": _stream_config_out(stream.config), "created": _iso(stream.created_ms),
-                                "state": _state_dict(stream.state()), "ts": _iso(stream.clock.now_ms())}
+                                "state": _state_dict(state), "ts": _iso(stream.clock.now_ms())}
         if kind is not None:
             info["type"] = f"io.nats.jetstream.api.v1.{kind}"
         if did_create is not None:
@@ -417,6 +449,7 @@ class JetStreamAPI:
     def _sweep(self) -> None:
         """ack_wait redeliveries and pull expiry, then flush consumer state."""
         now = SystemClock().now_ms()
+        self.js.expire(now)  # max_age (and de-duplication ids past their window)
         for stream in self.js.streams():
             for consumer in list(stream.consumers.values()):
                 consumer.redeliveries_due(now)
@@ -565,6 +598,8 @@ def _b64(data: bytes) -> str:
 
 def _state_dict(state: Any) -> dict[str, Any]:
     d = state.to_dict()
+    if not d.get("num_deleted"):
+        d.pop("num_deleted", None)  # omitempty in nats-server's StreamState
     for key in ("first_ts", "last_ts"):
         d[key] = _iso(d[key]) if d.get(key) else "0001-01-01T00:00:00Z"
     return d
