@@ -11,8 +11,11 @@ is the back-pressure we want); sessions may override the hooks (NATS treats a su
 behind as a slow consumer, see :attr:`Connection.pending_bytes`).
 
 File regions (Kafka Fetch) go out with ``os.sendfile`` on the raw socket when nothing else is queued —
-uvloop 0.23 raises NotImplementedError for ``loop.sendfile`` — and fall back to ``pread`` + write for
-whatever the kernel would not take at once, so ordering is never broken.
+uvloop 0.23 raises NotImplementedError for ``loop.sendfile``. When the socket buffer is full, the rest
+waits for the socket to become writable again (``loop.add_writer`` on a ``dup`` of the socket fd: uvloop
+refuses add_writer on the fd its transport owns) and goes out with sendfile too, so no payload byte is
+copied through Python; ``pread`` + write is only the fallback when sendfile or the writability wait is not
+available. Ordering is never broken: bytes queued behind regions wait for them.
 
 Rules: event-loop thread only. No logging and no per-message awaits on these paths; run bench/ before
 changing them.
@@ -73,7 +76,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = ("server", "protocol", "stats", "transport", "session", "peer", "_factory", "_out",
                  "_out_size", "_flush_scheduled", "_loop", "writing_paused", "closed", "_closing", "_regions",
-                 "pending_limit")
+                 "pending_limit", "_wfd")
 
     def __init__(self, server: "BrokerServer", protocol: str, factory: SessionFactory,
                  stats: ProtocolStats) -> None:
@@ -96,6 +99,8 @@ class Connection(asyncio.Protocol):
         #: the transport after a flush, ``session.slow_consumer()`` is called (once per loop turn, not
         #: per message).
         self.pending_limit = 0
+        #: A dup of the socket fd watched for writability while a file region waits for socket space.
+        self._wfd: int | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -132,6 +137,7 @@ class Connection(asyncio.Protocol):
         self._out.clear()
         self._out_size = 0
         self._regions = None
+        self._stop_waiting()
         self.server.remove_connection(self)
         if self.session is not None:
             self.session.connection_lost(exc)
@@ -206,10 +212,11 @@ class Connection(asyncio.Protocol):
         self._send_regions()
 
     def _send_regions(self) -> None:
-        """Drain the region queue: sendfile while the transport is empty; when the socket is full, push
-        pread chunks through the transport until it pauses us, then continue from ``resume_writing``
-        (the low-water mark is 0, so that means "buffer empty" and sendfile can take over again). So at
-        most about two chunks per stall are copied through Python."""
+        """Drain the region queue: sendfile while the transport is empty; when the socket is full, wait
+        until it is writable (:meth:`_wait_writable`) and sendfile the rest. Fallback when that cannot
+        be used (no socket fd, sendfile refused): push pread chunks through the transport until it pauses
+        us, then continue from ``resume_writing`` (the low-water mark is 0, so that means "buffer empty"
+        and sendfile can take over again)."""
         queue = self._regions
         transport = self.transport
         if not queue or transport is None or self.closed:
@@ -228,12 +235,16 @@ class Connection(asyncio.Protocol):
                 try:
                     sent = send_region(fileno, item)
                 except (OSError, RegionGoneError):
-                    sent = 0  # a socket sendfile cannot serve, or a shrunk file: the pread path decides
-                self.stats.bytes_out += sent
-                if sent == item.size:
-                    queue.pop(0)
-                    continue
-                item = queue[0] = item.advance(sent)
+                    sent = -1  # a socket sendfile cannot serve, or a shrunk file: the pread path decides
+                if sent >= 0:
+                    self.stats.bytes_out += sent
+                    if sent == item.size:
+                        queue.pop(0)
+                        continue
+                    if sent:
+                        item = queue[0] = item.advance(sent)
+                    if self._wait_writable(fileno):
+                        return  # the socket is full: _writable continues with sendfile
             chunk = os.pread(item.fd, min(PREAD_CHUNK, item.size), item.position)
             if not chunk:  # the file ended under us (segment truncated): nothing more to send from it
                 queue.pop(0)
@@ -248,6 +259,34 @@ class Connection(asyncio.Protocol):
         if self._closing:
             self.closed = True
             transport.close()
+
+    def _wait_writable(self, fileno: int) -> bool:
+        """Call :meth:`_writable` once the socket has room again; False if that cannot be arranged."""
+        if self._wfd is not None:
+            return True
+        try:
+            fd = os.dup(fileno)
+        except OSError:
+            return False
+        try:
+            self._loop.add_writer(fd, self._writable)
+        except (OSError, RuntimeError, NotImplementedError, ValueError):
+            os.close(fd)
+            return False
+        self._wfd = fd
+        return True
+
+    def _writable(self) -> None:
+        self._stop_waiting()
+        self._send_regions()
+
+    def _stop_waiting(self) -> None:
+        """Stop watching the socket's dup (before closing it, so the poller never sees a stale fd)."""
+        fd = self._wfd
+        if fd is not None:
+            self._wfd = None
+            self._loop.remove_writer(fd)
+            os.close(fd)
 
     def close(self) -> None:
         """Flush what is queued, then close (the session's connection_lost follows)."""
