@@ -327,3 +327,172 @@ def test_stream_and_consumer_names_and_lists(js_url):  # noqa: F811
         assert err(await api(nc, "CONSUMER.LIST.NOPE")) == (404, 10059, "stream not found")
         await nc.close()
     run(go())
+
+
+# -- consumers: ack policies, redelivery, flow limits, info counters ---------------------------------------
+
+async def _fill(js, name: str, subject: str, n: int) -> None:
+    await js.add_stream(name=name, subjects=[subject.split(".")[0] + ".>"])
+    for i in range(n):
+        await js.publish(subject, b"%d" % i)
+
+
+def test_ack_policies_none_all_explicit(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "AP", "ap.x", 6)
+        none = await js.pull_subscribe("ap.>", durable="none", config=ConsumerConfig(ack_policy=AckPolicy.NONE))
+        got = await none.fetch(4, timeout=1)
+        assert [m.data for m in got] == [b"0", b"1", b"2", b"3"]
+        ci = await js.consumer_info("AP", "none")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.ack_floor.consumer_seq, ci.num_pending) == (0, 4, 4, 2)
+        assert got[0].reply == "" or got[0].reply is None or got[0].reply.startswith("$JS.ACK.")
+        every = await js.pull_subscribe("ap.>", durable="all", config=ConsumerConfig(ack_policy=AckPolicy.ALL))
+        got = await every.fetch(5, timeout=1)
+        assert len(got) == 5
+        ci = await js.consumer_info("AP", "all")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq) == (5, 0)
+        await got[2].ack_sync()  # acks 1..3
+        ci = await js.consumer_info("AP", "all")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.ack_floor.consumer_seq) == (2, 3, 3)
+        await got[4].ack_sync()
+        ci = await js.consumer_info("AP", "all")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.num_pending) == (0, 5, 1)
+        one = await js.pull_subscribe("ap.>", durable="exp", config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT))
+        got = await one.fetch(3, timeout=1)
+        await got[1].ack_sync()  # only seq 2: the floor stays below the unacked 1
+        ci = await js.consumer_info("AP", "exp")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.delivered.stream_seq) == (2, 0, 3)
+        await got[0].ack_sync()
+        ci = await js.consumer_info("AP", "exp")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.ack_floor.consumer_seq) == (1, 2, 2)
+        await got[2].ack()
+        reply = await nc.request(got[2].reply, b"+ACK", timeout=1)  # AckAck: an empty reply, even when repeated
+        assert reply.data == b""
+        ci = await js.consumer_info("AP", "exp")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.num_pending) == (0, 3, 3)
+        await nc.close()
+    run(go())
+
+
+def test_redelivery_after_ack_wait_max_deliver_and_info_counters(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "RD", "rd.x", 2)
+        psub = await js.pull_subscribe("rd.>", durable="c", config=ConsumerConfig(ack_wait=0.3, max_deliver=2))
+        first = await psub.fetch(2, timeout=1)
+        assert [m.metadata.num_delivered for m in first] == [1, 1]
+        await first[1].ack_sync()
+        t0 = time.monotonic()
+        again = await psub.fetch(1, timeout=2)  # seq 1 back after ack_wait
+        assert (again[0].data, again[0].metadata.num_delivered) == (b"0", 2)
+        assert again[0].metadata.sequence.consumer == 3 and 0.25 <= time.monotonic() - t0 < 1.0
+        ci = await js.consumer_info("RD", "c")
+        assert (ci.num_redelivered, ci.num_ack_pending, ci.delivered.consumer_seq, ci.delivered.stream_seq) == (
+            1, 1, 3, 2)
+        assert await fetch(psub, 1, timeout=0.8) == []  # max_deliver 2 reached: not again
+        ci = await js.consumer_info("RD", "c")
+        assert (ci.num_ack_pending, ci.num_pending, ci.ack_floor.stream_seq) == (0, 0, 0)  # it left pending
+        await js.publish("rd.x", b"2")
+        got = await psub.fetch(1, timeout=1)
+        assert (got[0].data, got[0].metadata.sequence.stream, got[0].metadata.num_pending) == (b"2", 3, 0)
+        await nc.close()
+    run(go())
+
+
+def test_nak_with_delay_and_term_on_pull(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "NK", "nk.x", 3)
+        psub = await js.pull_subscribe("nk.>", durable="c", config=ConsumerConfig(ack_wait=5))
+        a, b, c = await psub.fetch(3, timeout=1)
+        t0 = time.monotonic()
+        await a.nak(delay=0.4)
+        await b.nak()
+        await c.term()
+        got = await psub.fetch(1, timeout=1)  # the plain NAK comes back at once
+        assert (got[0].data, got[0].metadata.num_delivered) == (b"1", 2)
+        assert time.monotonic() - t0 < 0.3
+        got2 = await psub.fetch(1, timeout=1)  # the delayed one only after its delay
+        assert (got2[0].data, got2[0].metadata.num_delivered) == (b"0", 2)
+        assert 0.35 <= time.monotonic() - t0 < 0.9
+        assert await fetch(psub, 1, timeout=0.3) == []  # TERM: never again
+        ci = await js.consumer_info("NK", "c")
+        assert (ci.num_ack_pending, ci.num_redelivered, ci.ack_floor.stream_seq) == (2, 2, 0)
+        await nc.close()
+    run(go())
+
+
+def test_backoff_redelivery_schedule(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "BK", "bk.x", 1)
+        info = await js.add_consumer("BK", ConsumerConfig(durable_name="c", backoff=[0.2, 0.6], max_deliver=4,
+                                                          ack_policy=AckPolicy.EXPLICIT))
+        assert (info.config.backoff, info.config.ack_wait) == ([0.2, 0.6], 0.2)  # ack_wait = backoff[0]
+        psub = await js.pull_subscribe_bind("c", stream="BK")
+        t0 = time.monotonic()
+        times = []
+        for _ in range(3):
+            m = (await psub.fetch(1, timeout=2))[0]
+            times.append((m.metadata.num_delivered, round(time.monotonic() - t0, 1)))
+        assert [n for n, _ in times] == [1, 2, 3]
+        assert 0.15 <= times[1][1] <= 0.5  # after backoff[0]
+        assert 0.7 <= times[2][1] - times[1][1] + 0.1 <= 1.1  # then backoff[1] (~0.6 s)
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.BK.bad", {"stream_name": "BK", "config": {
+            "durable_name": "bad", "ack_policy": "explicit", "backoff": [100_000_000, 200_000_000],
+            "max_deliver": 2}})) == (400, 10116, "max deliver is required to be > length of backoff values")
+        await nc.close()
+    run(go())
+
+
+def test_max_ack_pending_on_pull(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "MA", "ma.x", 5)
+        psub = await js.pull_subscribe("ma.>", durable="c", config=ConsumerConfig(max_ack_pending=2))
+        got = await psub.fetch(5, timeout=0.5)
+        assert [m.data for m in got] == [b"0", b"1"]  # only as many as may be pending
+        assert await fetch(psub, 1, timeout=0.3) == []
+        await got[0].ack_sync()
+        more = await psub.fetch(5, timeout=0.5)
+        assert [m.data for m in more] == [b"2"]
+        ci = await js.consumer_info("MA", "c")
+        assert (ci.num_ack_pending, ci.num_pending, ci.config.max_ack_pending) == (2, 2, 2)
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.MA.none", {"stream_name": "MA", "config": {
+            "durable_name": "none", "ack_policy": "none", "max_ack_pending": 5, "deliver_subject": "dl"}})) == (
+            400, 10082, "consumer requires ack policy for max ack pending")
+        await nc.close()
+    run(go())
+
+
+def test_next_and_in_progress_acks(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "NX", "nx.x", 4)
+        await js.add_consumer("NX", ConsumerConfig(durable_name="c", ack_wait=0.4))
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.NX.c", b'{"batch":1}', reply=inbox)
+        first = await sub.next_msg(timeout=1)
+        assert first.data == b"0"
+        await nc.publish(first.reply, b'+NXT {"batch":2}', reply=inbox)  # ack, and ask for 2 more
+        got = [await sub.next_msg(timeout=1) for _ in range(2)]
+        assert [m.data for m in got] == [b"1", b"2"]
+        ci = await js.consumer_info("NX", "c")
+        assert (ci.ack_floor.stream_seq, ci.num_ack_pending) == (1, 2)
+        await nc.publish(got[0].reply, b"+NXT", reply=inbox)  # one more
+        assert (await sub.next_msg(timeout=1)).data == b"3"
+        t0 = time.monotonic()
+        for _ in range(3):  # keep seq 2 in progress past its 0.4 s ack_wait
+            await asyncio.sleep(0.2)
+            await nc.publish(got[1].reply, b"+WPI")
+        assert time.monotonic() - t0 >= 0.6
+        again = await js.pull_subscribe_bind("c", stream="NX")
+        back = await again.fetch(1, timeout=0.5)  # seq 4's ack_wait is over; seq 3's was restarted
+        assert [(m.metadata.sequence.stream, m.metadata.num_delivered) for m in back] == [(4, 2)]
+        await got[1].ack_sync()
+        ci = await js.consumer_info("NX", "c")
+        assert (ci.num_redelivered, ci.num_ack_pending, ci.ack_floor.stream_seq) == (1, 1, 3)
+        await nc.close()
+    run(go())

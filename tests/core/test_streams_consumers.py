@@ -362,7 +362,7 @@ def test_max_deliver_stops_redelivery_with_one_event(env):
     ev = c.take_events()
     assert [(e.kind, e.stream_seq, e.deliveries) for e in ev] == [("max_deliveries", 1, 2)]
     info = c.info()
-    assert (info.num_ack_pending, info.ack_floor.stream_seq, info.num_redelivered) == (0, 2, 1)
+    assert (info.num_ack_pending, info.ack_floor.stream_seq, info.num_redelivered) == (0, 0, 1)  # nats-server 2.9.10: the floor waits for a later ack
     env.clock.advance(10_000)
     assert c.redeliveries_due().queued == [] and c.next_messages(5) == [] and c.take_events() == []
 

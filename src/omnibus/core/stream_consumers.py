@@ -41,8 +41,9 @@ Rules (nats-server consumer.go, cited per method)
       settled at once. On interest/workqueue retention a settle asks the stream to remove the message
       (``stream.ackMsg``); TERM settles like an ack.
     * A pending message past its deadline (``ack_wait``, or ``backoff[delivery count - 1]``, the last
-      entry repeating) is re-delivered, unless it reached ``max_deliver``: then it leaves pending, the
-      ack floor moves over it and a ``max_deliveries`` event is emitted once (``hasMaxDeliveries``).
+      entry repeating) is re-delivered, unless it reached ``max_deliver``: then it leaves pending
+      (the ack floor stays where it is until a later ack moves it, as nats-server's) and a
+      ``max_deliveries`` event is emitted once (``hasMaxDeliveries``).
     * ``max_ack_pending`` stops first deliveries (never re-deliveries) while that many are pending.
     * NAK re-delivers at once, or ``delay_ms`` later; WPI (``in_progress``) restarts the ack timer.
     * A message removed from the stream while pending is settled as terminated ("Unacknowledged message
@@ -604,7 +605,7 @@ class ConsumerConfig:
             raise ConsumerBackOffNegative()
         if c.ack_wait < 0:
             raise ConsumerAckWaitNegative()
-        if c.backoff and c.max_deliver != -1 and len(c.backoff) > c.max_deliver:
+        if c.backoff and c.max_deliver != -1 and len(c.backoff) >= c.max_deliver:  # MaxDeliver <= len(BackOff)
             raise ConsumerMaxDeliverBackoff()
         if len(c.description) > MAX_DESCRIPTION_LEN:
             raise ConsumerDescriptionTooLong()
@@ -732,7 +733,7 @@ class ConsumerConfig:
                 raise ConsumerCreateFailed("can not update push consumer to pull based")
         if cfg.max_waiting != n.max_waiting:
             raise ConsumerCreateFailed("max waiting can not be updated")
-        if n.backoff and n.max_deliver != -1 and len(n.backoff) > n.max_deliver:
+        if n.backoff and n.max_deliver != -1 and len(n.backoff) >= n.max_deliver:
             raise ConsumerMaxDeliverBackoff()
 
 
@@ -1173,10 +1174,13 @@ class Consumer:
                     expired.append(seq)
             elif next_due is None or due < next_due:
                 next_due = due
-        for seq in maxed:  # hasMaxDeliveries
+        for seq in maxed:  # hasMaxDeliveries: out of pending, the ack floor stays (it moves on a later ack)
             dc = self._rdc.get(seq, 0) + 1
-            dseq = self._pending[seq][0]
-            self._settle(seq)
+            dseq = self._pending.pop(seq)[0]
+            if seq in rdq:
+                rdq.discard(seq)
+                self._rdq.remove(seq)
+            self.dirty = True
             self._rdc[seq] = dc
             if dc == maxdc:
                 self._events.append(ConsumerEvent("max_deliveries", seq, dseq, dc))
@@ -1225,7 +1229,8 @@ class Consumer:
                     self._rdc[s] = dc - 1
                     if dc == self._maxdc + 1:
                         self._events.append(ConsumerEvent("max_deliveries", s, pending[s][0], dc - 1))
-                    self._settle(s)
+                    del pending[s]  # out of pending; the ack floor stays (getNextMsg)
+                    self.dirty = True
                     continue
                 msg = stream._live_record(s)
                 if msg is None:
