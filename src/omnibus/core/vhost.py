@@ -99,6 +99,10 @@ class VirtualHost:
         self.queues: dict[str, Queue] = {}
         #: set on every queue as ``Queue.on_dead`` (a session's dead-letter router); see core/queues.py
         self.on_dead: Callable[[Queue], None] | None = None
+        #: called by ``publish`` with the names of the queues it appended to, whoever published (a NATS
+        #: publish on amq.topic too): the AMQP side hands the messages to consumers, applies drop-head
+        #: limits and arms TTL timers there. Without it ``publish`` applies the limits itself.
+        self.on_published: Callable[[Iterable[str]], None] | None = None
         self.exchanges = Exchanges(queue_exists=self.queues.__contains__, on_auto_delete=self._exchange_gone)
         ns = f"vhost/{name}"
         self._ns_x, self._ns_q, self._ns_b = f"{ns}/exchanges", f"{ns}/queues", f"{ns}/bindings"
@@ -266,8 +270,8 @@ class VirtualHost:
     # -- publish ---------------------------------------------------------------------------------
     def publish(self, exchange: str, messages: Sequence[Message]) -> tuple[int, list]:
         """Route each message and append it to its queues, one batch per queue. Returns (number of
-        messages routed to at least one destination, [(sink, message), ...] for opaque sinks).
-        Raises ExchangeNotFound. Hot path."""
+        messages routed to at least one destination, [(sink, message), ...] for opaque sinks), after
+        calling ``on_published`` (if set) with the queues appended to. Raises ExchangeNotFound. Hot path."""
         per_queue: dict[str, list[Message]] = {}
         sinks: list = []
         routed = 0
@@ -284,13 +288,17 @@ class VirtualHost:
                         per_queue.setdefault(d, []).append(msg)
                 else:
                     sinks.append((d, msg))
+        hook = self.on_published
         for name, msgs in per_queue.items():
             q = queues[name]
             if q.limited:  # x-max-length(-bytes): refuse (reject-publish) or drop from the head
                 q.publish_admitted(msgs)
-                q.enforce_limits()
+                if hook is None:
+                    q.enforce_limits()
             else:
                 q.publish(msgs)
+        if per_queue and hook is not None:
+            hook(per_queue)
         return routed, sinks
 
     def close(self) -> None:

@@ -54,7 +54,10 @@ pumped, ``AmqpBroker.after_publish`` drops over the length limit and expired hea
 TTL timer; dead letters are routed by ``AmqpBroker.drain_dead`` with the content header re-encoded for
 them only (``patch_headers``/``patch_properties``), as ordinary appends to the target queues' logs;
 ``x-expires`` is a timer per queue (reset by declare, consume, cancel of the last consumer, get); single
-active consumer and consumer priorities use ``_pump_special``, so plain queues keep the plain pump.
+active consumer and consumer priorities use ``_pump_special``, so plain queues keep the plain pump. Timers
+do not wait for a client: ``AmqpSession.server_started`` gives every vhost its broker at start (restored
+queues' timers run), and a publish from elsewhere (NATS on amq.topic) reaches ``AmqpBroker.published``
+through ``VirtualHost.on_published`` (pump, limits, TTL timer, dead letters).
 
 Not built yet (named so, see the issue's closing note): topic permissions, user tags beyond storing them.
 
@@ -496,6 +499,8 @@ class AmqpBroker:
         self.had_consumers: set[str] = set()
         #: queues whose consumers are served by _pump_special (single active consumer, x-priority)
         self.special: set[str] = set()
+        #: single-active-consumer queue -> its active consumer
+        self.active: dict[str, Consumer] = {}
         self._ttl_timers: dict[str, tuple[int, asyncio.TimerHandle, Queue]] = {}  # at the head's expiry
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}  # x-expires
         self._dead_queues: list[Queue] = []  # queues with dead letters to route
@@ -579,6 +584,8 @@ class AmqpBroker:
         lst = self.consumers.get(c.queue)
         if lst is not None and c in lst:
             lst.remove(c)
+            if self.active.get(c.queue) is c:
+                del self.active[c.queue]  # the next pump picks the new active consumer
             if not lst:
                 del self.consumers[c.queue]
                 self.rr.pop(c.queue, None)
@@ -601,6 +608,7 @@ class AmqpBroker:
         self.owners.pop(name, None)
         self.had_consumers.discard(name)
         self.special.discard(name)
+        self.active.pop(name, None)
         for timers in (self._idle_timers, self._ttl_timers):
             t = timers.pop(name, None)
             if t is not None:
@@ -623,6 +631,7 @@ class AmqpBroker:
         if vh is None or vh.on_dead == self._on_dead:
             return
         vh.on_dead = self._on_dead
+        vh.on_published = self.published  # any publish path (NATS on amq.topic too) pumps and arms timers
         for q in vh.queues.values():
             self.queue_created(q)
 
@@ -655,14 +664,25 @@ class AmqpBroker:
                                                 msg.routing_key, msg.properties, bytes(msg.body)))
 
     def _pump_special(self, name: str, consumers: list["Consumer"]) -> None:
-        """pump for a single-active-consumer queue (only the first registered consumer gets messages;
-        the next one takes over when it goes, rabbit_queue_consumers) or for consumers with x-priority
-        (the highest priority with prefetch capacity gets the message, round-robin within a priority)."""
+        """pump for a single-active-consumer queue or for consumers with x-priority (the highest priority
+        with prefetch capacity gets the message, round-robin within a priority).
+
+        Single active consumer as RabbitMQ 3.10's classic queue (rabbit_amqqueue_process basic_consume /
+        new_single_active_consumer_after_basic_cancel): the first consumer of a queue without one becomes
+        active whatever its priority, and a later one of higher priority does not take over; when the
+        active one goes, the next is ``rabbit_queue_consumers:get_consumer``, the head of the consumers'
+        priority queue: the highest x-priority, the earliest registered among equals."""
         queue = self.vhost.queues.get(name)
         if queue is None:
             return
         if queue.single_active_consumer:
-            c = consumers[0]
+            c = self.active.get(name)
+            if c is None:
+                c = consumers[0]
+                for other in consumers:  # max() by priority, first registered among equals
+                    if other.priority > c.priority:
+                        c = other
+                self.active[name] = c
             while queue.message_count and c.has_capacity():
                 d = queue.deliver_next()
                 if d is None:
@@ -839,9 +859,35 @@ class AmqpBroker:
                 self.pump(name)
                 self.after_publish(q)
 
+    def published(self, names: Any) -> None:
+        """``VirtualHost.on_published``: messages were appended to the queues ``names`` by a publish that
+        did not come through an AMQP session (a NATS publish on amq.topic): hand them to consumers, apply
+        drop-head limits, drop expired heads and arm TTL timers, route what died."""
+        vh = self.server.vhosts.get(self.name)
+        if vh is None:  # stopping
+            return
+        queues = vh.queues
+        for name in names:
+            q = queues.get(name)
+            if q is not None:
+                self.pump(name)
+                if q.limited or q.timed:
+                    self.after_publish(q)
+        if self._dead_queues:
+            self.drain_dead()
+
 
 class AmqpSession:
     """One AMQP client connection."""
+
+    @staticmethod
+    def server_started(server: "BrokerServer") -> None:
+        """The broker is up (``BrokerServer._warm_sessions``): give every open vhost its ``AmqpBroker`` now,
+        so restored queues' TTL and x-expires timers run and NATS publishes into AMQP queues are pumped
+        without waiting for an AMQP connection to open the vhost."""
+        node = AmqpNode.of(server)
+        for name in list(server.vhosts):
+            node.broker(name)
 
     def __init__(self, conn: "Connection", server: "BrokerServer") -> None:
         self.conn = conn

@@ -144,10 +144,13 @@ class BrokerServer:
         loop.call_soon(self._warm_sessions)
 
     def _warm_sessions(self) -> None:
-        """Import every protocol's session now that the listeners are up (see _LazySession)."""
+        """Import every protocol's session now that the listeners are up (see _LazySession), and call its
+        ``server_started(server)`` if it has one (AMQP: timers of restored queues start without a client)."""
         for factory in self._factories:
             if not self._stopping:
-                factory.load()
+                started = getattr(factory.load(), "server_started", None)
+                if started is not None:
+                    started(self)
 
     def _open_data_dir(self) -> None:
         d = self.data_dir

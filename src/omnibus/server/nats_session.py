@@ -400,7 +400,7 @@ class NatsSession:
                     delivered += 1
         if router.amq_topic_bindings:
             # To AMQP queues on amq.topic (design decision 6); the NATS header block is not mapped yet.
-            delivered += router.vhost.publish(AMQ_TOPIC, (Message(subject, payload),))[0]
+            delivered += router.vhost.publish(AMQ_TOPIC, (Message(subject, payload, exchange=AMQ_TOPIC),))[0]
         if not delivered and reply and self.no_responders:
             self._send_no_responders(reply)
 
