@@ -67,3 +67,22 @@ def test_fixture_marker_and_factory(omnibus_broker, omnibus_broker_factory):
     elapsed = time.perf_counter() - t0
     assert other.settings.storage.fsync == "always"
     print(f"second broker started in {elapsed * 1000:.1f} ms")  # measured, not asserted (see bench/)
+
+
+def test_protocol_state_is_restored_at_start_without_a_client(tmp_path):
+    """Kafka topics (retention, compaction) and JetStream streams (max_age, consumer timers) come back
+    when the broker starts, not when the first client of that protocol connects."""
+    from kafka import KafkaProducer
+
+    with SyncBroker(tmp_path) as b:
+        p = KafkaProducer(bootstrap_servers=b.kafka_bootstrap)
+        p.send("restored", b"x").get(timeout=10)
+        p.close()
+    with SyncBroker(tmp_path) as b:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (
+                getattr(b.server, "kafka", None) is not None and getattr(b.server, "nats", None) is not None):
+            time.sleep(0.02)
+        assert "restored" in b.server.kafka.topics
+        assert b.server.kafka.topics["restored"].partition(0).end_offset == 1
+        assert b.server.nats.jetstream is not None

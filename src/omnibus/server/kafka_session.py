@@ -42,7 +42,7 @@ from omnibus.core.topics import (InvalidTopicConfig, Topic, TopicConfig, log_ove
                                   validate_topic_configs)
 from omnibus.storage.files import FileRegion
 from omnibus.storage.log import RecordTooLargeError
-from omnibus.storage.records import CONTROL_BIT, HEADER_SIZE, TRANSACTIONAL_BIT, StorageError, read_header
+from omnibus.storage.records import CONTROL_BIT, TRANSACTIONAL_BIT, StorageError, read_header
 from omnibus.wire.kafka import errors as E
 from omnibus.wire.kafka import messages as M
 from omnibus.wire.kafka.connection import KafkaConnection, Request
@@ -204,6 +204,37 @@ def _regions_below(log: Any, regions: list, offset: int) -> list:
             break
         out.append(r)
     return out
+
+
+#: Kafka's batch iterator (ByteBufferLogInputStream) needs this much to read a batch's size and magic.
+HEADER_SIZE_UP_TO_MAGIC = 17
+#: The smallest size field it accepts (LegacyRecord.RECORD_OVERHEAD_V0).
+MIN_RECORD_OVERHEAD = 14
+
+
+def _one_batch(records: Any) -> int:
+    """Kafka's ProduceRequest.validateRecords (v3+) over one partition's records: the size of the one
+    whole record batch they start with, or minus an error code. No whole batch, or a second whole batch
+    after it, or magic 0/1: INVALID_RECORD ("Produce requests with version 3+ are only allowed to contain
+    exactly one record batch per partition"); a size field below the record overhead or a magic above 2:
+    CORRUPT_MESSAGE. Bytes after the batch that do not make a whole batch are dropped, as Kafka's
+    trimInvalidBytes does. The CRC is checked by the log's append."""
+    n = len(records)
+    if n < HEADER_SIZE_UP_TO_MAGIC:
+        return -E.INVALID_RECORD
+    size = int.from_bytes(records[8:12], "big", signed=True) + 12
+    magic = records[16]
+    if size - 12 < MIN_RECORD_OVERHEAD or magic > 2:
+        return -E.CORRUPT_MESSAGE
+    if n < size or magic != 2:
+        return -E.INVALID_RECORD
+    if n - size >= HEADER_SIZE_UP_TO_MAGIC:
+        second = int.from_bytes(records[size + 8:size + 12], "big", signed=True)
+        if second < MIN_RECORD_OVERHEAD or records[size + 16] > 2:
+            return -E.CORRUPT_MESSAGE
+        if n - size >= second + 12:
+            return -E.INVALID_RECORD
+    return size
 
 
 class _Slot:
@@ -411,12 +442,15 @@ class KafkaSession:
                     code = E.INVALID_REQUIRED_ACKS
                 elif topic is None or not 0 <= pd.index < len(topic):
                     code = E.UNKNOWN_TOPIC_OR_PARTITION
-                elif pd.records is None or len(pd.records) < HEADER_SIZE:
+                elif pd.records is None:
                     code = E.CORRUPT_MESSAGE
+                elif (shape := _one_batch(pd.records)) < 0:
+                    code = -shape
                 else:
                     log = topic.partition(pd.index)
+                    records = pd.records if shape == len(pd.records) else pd.records[:shape]
                     try:
-                        h = read_header(pd.records)
+                        h = read_header(records)
                     except StorageError:
                         h = None
                         code = E.CORRUPT_MESSAGE
@@ -435,8 +469,14 @@ class KafkaSession:
                         parts.append(R.PartitionProduceResponse(index=pd.index, error_code=code, base_offset=base,
                                                                 log_append_time_ms=-1, log_start_offset=start))
                         continue
+                    if log.config.segment_bytes < shape <= log.config.max_batch_bytes:
+                        # Kafka UnifiedLog.append: a batch no segment can hold (RecordBatchTooLargeException)
+                        parts.append(R.PartitionProduceResponse(index=pd.index, error_code=E.RECORD_LIST_TOO_LARGE,
+                                                                base_offset=-1, log_append_time_ms=-1,
+                                                                log_start_offset=-1))
+                        continue
                     try:
-                        result = log.append(pd.records)
+                        result = log.append(records)
                     except RecordTooLargeError:
                         code = E.MESSAGE_TOO_LARGE
                     except StorageError:  # bad CRC, magic, sizes
@@ -629,6 +669,12 @@ class KafkaSession:
 
     def shutdown(self) -> None:
         self._close_after_pending()
+
+    @staticmethod
+    def server_started(server: "BrokerServer") -> None:
+        """At broker start (app._warm_sessions): open the Kafka state now, not at the first Kafka
+        connection, so restored topics get retention and compaction without a client."""
+        KafkaBroker.of(server)
 
 
 # Feature modules register their APIs with ``handler`` on import (imported last: they import this module).

@@ -189,6 +189,12 @@ class NatsRouter:
 class NatsSession:
     """One NATS client connection."""
 
+    @staticmethod
+    def server_started(server: "BrokerServer") -> None:
+        """At broker start (app._warm_sessions): restore JetStream now, not at the first NATS connection,
+        so streams' max_age and consumers' timers run without a client."""
+        NatsRouter.of(server)
+
     def __init__(self, conn: "Connection", server: "BrokerServer") -> None:
         self.conn = conn
         self.router = router = NatsRouter.of(server)
