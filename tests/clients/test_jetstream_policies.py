@@ -466,11 +466,14 @@ def test_max_ack_pending_on_pull(js_url):  # noqa: F811
     run(go())
 
 
-def test_next_and_in_progress_acks(js_url):  # noqa: F811
+@pytest.mark.xfail(AGAINST == "omnibus", strict=True, reason=(
+    "+NXT is not dispatched yet: JetStreamAPI._ack (the lead's hot path, not this helper's to edit) treats "
+    "it as nothing; strict, so this fails loudly once it works"))
+def test_next_ack_acks_and_asks_for_more(js_url):  # noqa: F811
     async def go():
         nc, js = await connect(js_url)
         await _fill(js, "NX", "nx.x", 4)
-        await js.add_consumer("NX", ConsumerConfig(durable_name="c", ack_wait=0.4))
+        await js.add_consumer("NX", ConsumerConfig(durable_name="c"))
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
         await nc.publish("$JS.API.CONSUMER.MSG.NEXT.NX.c", b'{"batch":1}', reply=inbox)
@@ -481,18 +484,215 @@ def test_next_and_in_progress_acks(js_url):  # noqa: F811
         assert [m.data for m in got] == [b"1", b"2"]
         ci = await js.consumer_info("NX", "c")
         assert (ci.ack_floor.stream_seq, ci.num_ack_pending) == (1, 2)
-        await nc.publish(got[0].reply, b"+NXT", reply=inbox)  # one more
+        await nc.publish(got[0].reply, b"+NXT", reply=inbox)  # a bare +NXT asks for one
         assert (await sub.next_msg(timeout=1)).data == b"3"
-        t0 = time.monotonic()
-        for _ in range(3):  # keep seq 2 in progress past its 0.4 s ack_wait
-            await asyncio.sleep(0.2)
-            await nc.publish(got[1].reply, b"+WPI")
-        assert time.monotonic() - t0 >= 0.6
-        again = await js.pull_subscribe_bind("c", stream="NX")
-        back = await again.fetch(1, timeout=0.5)  # seq 4's ack_wait is over; seq 3's was restarted
-        assert [(m.metadata.sequence.stream, m.metadata.num_delivered) for m in back] == [(4, 2)]
-        await got[1].ack_sync()
+        await nc.publish(got[1].reply, b"+NXT 1", reply=inbox)  # a number: the batch; nothing left to send
+        with pytest.raises(TIMEOUTS):
+            await sub.next_msg(timeout=0.3)
         ci = await js.consumer_info("NX", "c")
-        assert (ci.num_redelivered, ci.num_ack_pending, ci.ack_floor.stream_seq) == (1, 1, 3)
+        assert (ci.ack_floor.stream_seq, ci.num_ack_pending, ci.num_waiting) == (3, 1, 1)
+        await nc.close()
+    run(go())
+
+
+def test_in_progress_ack_restarts_ack_wait(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "WP", "wp.x", 2)
+        psub = await js.pull_subscribe("wp.>", durable="c", config=ConsumerConfig(ack_wait=0.4))
+        slow, idle = await psub.fetch(2, timeout=1)
+        t0 = time.monotonic()
+        for _ in range(3):  # keep seq 1 in progress past its 0.4 s ack_wait; seq 2 is left alone
+            await asyncio.sleep(0.2)
+            await slow.in_progress()
+        assert time.monotonic() - t0 >= 0.6
+        back = await psub.fetch(1, timeout=0.5)  # seq 2's ack_wait is over; seq 1's was restarted
+        assert [(m.metadata.sequence.stream, m.metadata.num_delivered) for m in back] == [(2, 2)]
+        await slow.ack_sync()
+        ci = await js.consumer_info("WP", "c")
+        assert (ci.num_redelivered, ci.num_ack_pending, ci.ack_floor.stream_seq) == (1, 1, 1)
+        reply = await nc.request(slow.reply, b"+ACK", timeout=1)  # AckAck again for a settled message
+        assert reply.data == b""
+        await nc.close()
+    run(go())
+
+
+def test_pull_deliver_policies(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await js.add_stream(name="DP", subjects=["dp.*"])
+        for i in range(4):
+            await js.publish("dp.%s" % "ab"[i % 2], b"%d" % i)
+        await asyncio.sleep(0.05)
+        middle = dt.datetime.now(dt.timezone.utc)
+        await asyncio.sleep(0.05)
+        await js.publish("dp.a", b"4")
+
+        async def first(name: str, **cfg) -> list:
+            await js.add_consumer("DP", ConsumerConfig(durable_name=name, **cfg))
+            psub = await js.pull_subscribe_bind(name, stream="DP")
+            return [(m.data, m.metadata.num_pending) for m in await fetch(psub, 10, timeout=0.3)]
+
+        assert await first("all", deliver_policy=DeliverPolicy.ALL) == [
+            (b"0", 4), (b"1", 3), (b"2", 2), (b"3", 1), (b"4", 0)]
+        assert await first("last", deliver_policy=DeliverPolicy.LAST) == [(b"4", 0)]
+        assert await first("lps", deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, filter_subject="dp.*") == [
+            (b"3", 1), (b"4", 0)]
+        assert await first("seq", deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=4) == [
+            (b"3", 1), (b"4", 0)]
+        assert await first("time", deliver_policy=DeliverPolicy.BY_START_TIME,
+                           opt_start_time=middle.isoformat()) == [(b"4", 0)]
+        assert await first("flt", filter_subject="dp.b") == [(b"1", 1), (b"3", 0)]
+        assert await first("new", deliver_policy=DeliverPolicy.NEW) == []
+        await asyncio.sleep(0.1)  # that fetch's request has expired on the server too (it would take "5")
+        await js.publish("dp.b", b"5")
+        psub = await js.pull_subscribe_bind("new", stream="DP")
+        assert [m.data for m in await psub.fetch(1, timeout=1)] == [b"5"]
+        ci = await js.consumer_info("DP", "time")
+        assert (ci.num_pending, ci.delivered.stream_seq, ci.config.opt_start_time is not None) == (1, 5, True)
+        await nc.close()
+    run(go())
+
+
+def test_interest_retention(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await js.add_stream(name="IN", subjects=["in.*"], retention=RetentionPolicy.INTEREST)
+        await js.publish("in.a", b"nobody")  # no consumer yet: not kept
+        si = await js.stream_info("IN")
+        assert (si.state.messages, si.state.last_seq) == (0, 1)
+        one = await js.pull_subscribe("in.*", durable="one")
+        two = await js.pull_subscribe("in.a", durable="two")  # interested in in.a only
+        for i in range(3):
+            await js.publish("in.a", b"a%d" % i)
+        await js.publish("in.b", b"b")
+        assert (await js.stream_info("IN")).state.messages == 4
+        for m in await one.fetch(4, timeout=1):
+            await m.ack_sync()
+        await asyncio.sleep(0.05)
+        si = await js.stream_info("IN")
+        assert (si.state.messages, si.state.first_seq) == (3, 2)  # in.b went; in.a still wanted by "two"
+        got = await two.fetch(3, timeout=1)
+        await got[0].ack_sync()
+        await got[2].ack_sync()
+        await asyncio.sleep(0.05)
+        si = await js.stream_info("IN")
+        assert (si.state.messages, si.state.first_seq, si.state.last_seq) == (1, 3, 5)
+        await js.delete_consumer("IN", "two")  # the last interest in seq 3 gone
+        await asyncio.sleep(0.1)
+        assert (await js.stream_info("IN")).state.messages == 0
+        await nc.close()
+    run(go())
+
+
+def test_workqueue_retention(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await js.add_stream(name="WQ", subjects=["wq.*"], retention=RetentionPolicy.WORK_QUEUE)
+        for i in range(4):
+            await js.publish("wq.%s" % "ab"[i % 2], b"%d" % i)
+        a = await js.pull_subscribe("wq.a", durable="a")
+        b = await js.pull_subscribe("wq.b", durable="b")
+
+        def cc(name: str, **kw) -> dict:
+            return {"stream_name": "WQ", "config": {"durable_name": name, "ack_policy": "explicit", **kw}}
+
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.WQ.all", cc("all"))) == (
+            400, 10099, "multiple non-filtered consumers not allowed on workqueue stream")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.WQ.star", cc("star", filter_subject="wq.*"))) == (
+            400, 10100, "filtered consumer not unique on workqueue stream")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.WQ.a2", cc("a2", filter_subject="wq.a"))) == (
+            400, 10100, "filtered consumer not unique on workqueue stream")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.WQ.l", cc("l", filter_subject="wq.c",
+                                                                     deliver_policy="last"))) == (
+            400, 10101, "consumer must be deliver all on workqueue stream")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.WQ.p", cc("p", filter_subject="wq.c", ack_policy="none",
+                                                                     deliver_subject="out"))) == (
+            400, 10098, "workqueue stream requires explicit ack")
+        code, err_code, text = err(await api(nc, "CONSUMER.DURABLE.CREATE.WQ.n", cc(
+            "n", filter_subject="wq.c", ack_policy="none")))
+        assert (code, err_code) == (400, 10084)
+        assert text == ("consumer in pull mode requires ack policy" if AGAINST == "nats-server"  # 2.9.10's text
+                        else "consumer in pull mode requires explicit ack policy on workqueue stream")  # 2.10's
+        got = await a.fetch(2, timeout=1)
+        await got[0].ack_sync()
+        await asyncio.sleep(0.05)
+        si = await js.stream_info("WQ")
+        assert (si.state.messages, si.state.first_seq) == (3, 2)  # acked: removed; delivered only: kept
+        for m in await b.fetch(2, timeout=1):
+            await m.ack_sync()
+        await asyncio.sleep(0.05)
+        si = await js.stream_info("WQ")
+        assert (si.state.messages, si.state.first_seq) == (1, 3)
+        await js.delete_consumer("WQ", "b")  # the partition is free again
+        assert "error" not in await api(nc, "CONSUMER.DURABLE.CREATE.WQ.b2", cc("b2", filter_subject="wq.b"))
+        await nc.close()
+    run(go())
+
+
+def test_bad_input_gets_nats_server_errors(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        assert await api(nc, "STREAM.CREATE.B", raw=b'{"name": "B", "subjects": [') == {
+            "type": "io.nats.jetstream.api.v1.stream_create_response",
+            "error": {"code": 400, "err_code": 10025, "description": "invalid JSON"}}
+        for bad in ({"retention": "forever"}, {"max_msgs": "ten"}, {"discard": "never"}, {"storage": "tape"}):
+            assert err(await api(nc, "STREAM.CREATE.B", {"name": "B", "subjects": ["b"], **bad})) == (
+                400, 10025, "invalid JSON"), bad
+        assert err(await api(nc, "STREAM.CREATE.B", {"name": "B", "subjects": ["a..b"]})) == (
+            500, 10052, "invalid subject")
+        assert err(await api(nc, "STREAM.CREATE.B", {"name": "B", "subjects": ["b"], "num_replicas": 3})) == (
+            500, 10074, "replicas > 1 not supported in non-clustered mode")
+        assert err(await api(nc, "STREAM.CREATE.B", {"name": "C", "subjects": ["b"]})) == (
+            400, 10056, "stream name in subject does not match request")
+        await js.add_stream(name="C", subjects=["c.>"])
+        assert err(await api(nc, "STREAM.CREATE.D", {"name": "D", "subjects": ["c.x.*"]})) == (
+            400, 10065, "subjects overlap with an existing stream")
+        await js.add_stream(name="E", subjects=["e"])
+        assert err(await api(nc, "STREAM.UPDATE.E", {"name": "E", "subjects": ["e", "c.>"]})) == (
+            400, 10065, "subjects overlap with an existing stream")
+        for op in ("STREAM.INFO.NOPE", "STREAM.PURGE.NOPE", "STREAM.DELETE.NOPE", "CONSUMER.INFO.NOPE.c"):
+            assert err(await api(nc, op)) == (404, 10059, "stream not found"), op
+        assert err(await api(nc, "STREAM.MSG.GET.NOPE", {"seq": 1})) == (404, 10059, "stream not found")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.NOPE.c", {"stream_name": "NOPE", "config": {
+            "durable_name": "c"}})) == (404, 10059, "stream not found")
+        assert err(await api(nc, "CONSUMER.INFO.C.nobody")) == (404, 10014, "consumer not found")
+        assert err(await api(nc, "CONSUMER.DELETE.C.nobody")) == (404, 10014, "consumer not found")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.C.c", raw=b'{"config": ')) == (400, 10025, "invalid JSON")
+
+        async def consumer_err(name: str, subject: str | None = None, stream: str = "C", **cfg):
+            body = {"stream_name": stream, "config": {"durable_name": name, "ack_policy": "explicit", **cfg}}
+            return err(await api(nc, subject or f"CONSUMER.DURABLE.CREATE.C.{name}", body))
+
+        assert await consumer_err("s", deliver_policy="by_start_sequence") == (400, 10094, (
+            "consumer delivery policy is deliver by start sequence, but optional start sequence is not set"))
+        assert await consumer_err("s", deliver_policy="by_start_time") == (400, 10094, (
+            "consumer delivery policy is deliver by start time, but optional start time is not set"))
+        assert await consumer_err("s", opt_start_seq=3) == (400, 10094, (
+            "consumer delivery policy is deliver all, but optional start sequence is also set"))
+        assert await consumer_err("s", ack_policy="sometimes") == (400, 10025, "invalid JSON")
+        assert await consumer_err("s", deliver_policy="whenever") == (400, 10025, "invalid JSON")
+        assert await consumer_err("s", ack_wait="long") == (400, 10025, "invalid JSON")
+        assert await consumer_err("e", subject="CONSUMER.CREATE.C") == (
+            400, 10020, "consumer expected to be ephemeral but a durable name was set in request")
+        assert await consumer_err("y", subject="CONSUMER.DURABLE.CREATE.C.x") == (
+            400, 10017, "consumer name in subject does not match durable name in request")
+        assert await consumer_err("x", stream="E") == (400, 10056, "stream name in subject does not match request")
+        assert await consumer_err("f", filter_subject="zzz") == (
+            400, 10093, "consumer filter subject is not a valid subset of the interest subjects")
+        assert await consumer_err("h", idle_heartbeat=1_000_000_000) == (
+            400, 10088, "consumer idle heartbeat requires a push based consumer")
+        assert await consumer_err("w", deliver_subject="out.*") == (400, 10079, "consumer deliver subject has wildcards")
+        assert await consumer_err("cy", deliver_subject="c.loop") == (
+            400, 10081, "consumer deliver subject forms a cycle")
+        assert await consumer_err("hb", deliver_subject="hb", idle_heartbeat=50_000_000) == (
+            400, 10083, "consumer idle heartbeat needs to be >= 100ms")
+        assert await consumer_err("fc", deliver_subject="fc", flow_control=True) == (
+            400, 10108, "consumer with flow control also needs heartbeats")
+        assert await consumer_err("mw", deliver_subject="mw", max_waiting=5) == (
+            400, 10080, "consumer in push mode can not set max waiting")
+        assert await consumer_err("r", num_replicas=3) == (
+            500, 10074, "replicas > 1 not supported in non-clustered mode")
+        assert await js.consumers_info("C") == []  # nothing was created
         await nc.close()
     run(go())

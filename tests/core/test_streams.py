@@ -11,6 +11,7 @@ from omnibus.core.clock import ManualClock
 from omnibus.core.stream_registry import JetStream
 from omnibus.core.streams import (
     BadRequest,
+    InvalidJSON,
     DEFAULT_DUPLICATE_WINDOW,
     NANOS_PER_MS,
     DirectoryLogs,
@@ -179,8 +180,10 @@ def test_config_replicas_and_round_trip():
     d["some_future_field"] = 7
     back = StreamConfig.from_dict(d)
     assert back.to_dict() == d and back.extra == {"some_future_field": 7}
-    with pytest.raises(StreamConfigInvalid):
+    with pytest.raises(InvalidJSON):  # nats-server fails to decode it: 10025
         StreamConfig.from_dict({"name": "S", "max_msgs": "ten"})
+    with pytest.raises(InvalidJSON):
+        StreamConfig.from_dict({"name": "S", "retention": "forever"})
 
 
 def test_update_rules_follow_config_update_check():

@@ -65,6 +65,8 @@ from typing import Any, NamedTuple
 from omnibus.core.routing.trie import is_literal, valid_nats_pattern, valid_nats_subject
 from omnibus.core.streams import (
     HDR_MSG_SIZE,
+    InvalidJSON,
+    _check_enums,
     MAX_DESCRIPTION_LEN,
     MAX_METADATA_LEN,
     MAX_NAME_LEN,
@@ -75,6 +77,7 @@ from omnibus.core.streams import (
     Stream,
     StreamConfig,
     StreamConfigInvalid,
+    StreamReplicasNotSupported,
     _check_types,
     encode_header_block,
     header_block_len,
@@ -109,6 +112,9 @@ __all__ = [
 DELIVER_POLICIES = ("all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject")
 ACK_POLICIES = ("none", "all", "explicit")  # "flow_control" (sourcing) is refused
 REPLAY_POLICIES = ("instant", "original")
+#: What nats-server's JSON decoding accepts for the policy fields ("flow_control" decodes, then is refused).
+_CONSUMER_ENUMS = {"deliver_policy": DELIVER_POLICIES, "ack_policy": (*ACK_POLICIES, "flow_control"),
+                   "replay_policy": REPLAY_POLICIES}
 DEFAULT_ACK_WAIT = 30_000 * NANOS_PER_MS  # JsAckWaitDefault = 30s
 DEFAULT_MAX_ACK_PENDING = 1000  # JsDefaultMaxAckPending
 DEFAULT_MAX_WAITING = 512  # jetstream_api.go JSWaitQueueDefaultMax
@@ -150,6 +156,23 @@ class ConsumerDoesNotExist(JetStreamError):  # 10149 "consumer does not exist"
 class ConsumerNameExists(JetStreamError):  # 10013 "consumer name already in use"
     def __init__(self) -> None:
         super().__init__("consumer name already in use")
+
+
+class ConsumerNameMismatch(JetStreamError):  # 10017 "consumer name in subject does not match durable name in request"
+    def __init__(self) -> None:
+        super().__init__("consumer name in subject does not match durable name in request")
+
+
+class ConsumerEphemeralWithDurableName(JetStreamError):
+    # 10020 "consumer expected to be ephemeral but a durable name was set in request"
+    def __init__(self) -> None:
+        super().__init__("consumer expected to be ephemeral but a durable name was set in request")
+
+
+class ConsumerFilterNotSubset(JetStreamError):
+    # 10093 "consumer filter subject is not a valid subset of the interest subjects"
+    def __init__(self) -> None:
+        super().__init__("consumer filter subject is not a valid subset of the interest subjects")
 
 
 class ConsumerCreateFailed(JetStreamError):  # 10012 (500) JSConsumerCreateErrF "{err}"
@@ -510,8 +533,9 @@ class ConsumerConfig:
                     raise TypeError(f"{k} must be an integer")
             if any(isinstance(b, bool) or not isinstance(b, int) for b in cfg.backoff):
                 raise TypeError("backoff must be a list of durations")
-        except (TypeError, ValueError) as e:
-            raise StreamConfigInvalid(f"consumer configuration invalid: {e}") from None
+        except (TypeError, ValueError):
+            raise InvalidJSON() from None
+        _check_enums(d, _CONSUMER_ENUMS)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -542,9 +566,11 @@ class ConsumerConfig:
     def ack_wait_ms(self) -> int:
         return self.ack_wait // NANOS_PER_MS
 
-    def normalized(self, stream: StreamConfig) -> "ConsumerConfig":
+    def normalized(self, stream: StreamConfig, *, recovering: bool = False) -> "ConsumerConfig":
         """nats-server ``setConsumerConfigDefaults`` then ``checkConsumerCfg`` against the stream's
-        configuration. Raises the errors above (and StreamConfigInvalid, 10052, where nats-server does)."""
+        configuration. Raises the errors above (and StreamConfigInvalid, 10052, where nats-server does).
+        ``recovering``: a stored consumer being restored (its filters are not checked against the
+        stream's subjects, which may have changed since, as nats-server)."""
         c = self
         kw: dict[str, Any] = {}
         if c.max_deliver == 0 or c.max_deliver < -1:
@@ -577,16 +603,18 @@ class ConsumerConfig:
         kw["max_ack_pending"] = max_ack_pending
         kw["inactive_threshold"] = inactive
         n = replace(c, **kw)
-        n._check(stream)
+        n._check(stream, recovering)
         return n
 
-    def _check(self, stream: StreamConfig) -> None:
+    def _check(self, stream: StreamConfig, recovering: bool = False) -> None:
         c = self
         bad_name = "can not contain '.', '*', '>', '\\', '/'"
         if c.name and not valid_asset_name(c.name):
             raise StreamConfigInvalid(f"consumer name {bad_name}")
         if c.durable_name and not valid_asset_name(c.durable_name):
             raise StreamConfigInvalid(f"consumer durable name {bad_name}")
+        if c.num_replicas > 1:  # never clustered (nats-server 2.9.10 answers this before the checks below)
+            raise StreamReplicasNotSupported()
         if c.num_replicas > 0 and c.num_replicas > stream.num_replicas:
             raise ConsumerReplicasExceedsStream()
         if c.num_replicas < 0:
@@ -659,6 +687,8 @@ class ConsumerConfig:
         for i, f in enumerate(filters):
             if not valid_nats_pattern(f):
                 raise StreamConfigInvalid("invalid subject")
+            if not recovering and not _valid_filtered_subject(f, stream.subjects):
+                raise ConsumerFilterNotSubset()
             for j, g in enumerate(filters):
                 if i != j and subject_is_subset(f, g):
                     raise ConsumerOverlappingSubjectFilters()
@@ -1516,11 +1546,11 @@ def create_consumer(stream: Stream, config: ConsumerConfig, *, action: str = "",
     """CONSUMER.CREATE / DURABLE.CREATE / UPDATE on ``stream`` (consumer.go
     addConsumerWithAssignment). ``action``: "" (create or update), "create", "update". ``name``: the
     name from the API subject, if any. Returns (consumer, created). Raises the errors above."""
-    cfg = config.normalized(stream.config)
+    cfg = config.normalized(stream.config, recovering=recovering)
     scfg = stream.config
     cname = cfg.durable_name or cfg.name or name or ""
     if name and cname and name != cname:
-        raise ConsumerCreateFailed("consumer name in subject does not match durable name in request")
+        raise ConsumerNameMismatch()
     existing = stream.consumers.get(cname) if cname else None
     if existing is not None and not recovering:
         if action == "create" and _cmp(existing.config) != _cmp(cfg):
@@ -1558,6 +1588,13 @@ def create_consumer(stream: Stream, config: ConsumerConfig, *, action: str = "",
     consumer = Consumer(stream, cname, cfg, created_ms=created_ms, state=state)
     stream.consumers[cname] = consumer
     return consumer, True
+
+
+def _valid_filtered_subject(flt: str, subjects: Iterable[str]) -> bool:
+    """consumer.go validFilteredSubject: the filter is inside one of the stream's subjects, or (with
+    wildcards) overlaps one."""
+    wild = not is_literal(flt)
+    return any(subject_is_subset(flt, s) or (wild and subjects_overlap(flt, s)) for s in subjects)
 
 
 def _partition_unique(stream: Stream, name: str, filters: Iterable[str]) -> bool:

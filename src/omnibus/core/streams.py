@@ -174,6 +174,14 @@ class StreamConfigInvalid(JetStreamError):  # 10052 (500) JSStreamInvalidConfigF
     """Invalid stream configuration (creation or update); ``str(e)`` is the {err} text."""
 
 
+class InvalidJSON(JetStreamError):  # 10025 "invalid JSON"
+    """A request nats-server's JSON decoding refuses: a value of the wrong type, or an enum string
+    (retention, discard, storage, compression, ack/deliver/replay policy) it does not know."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid JSON")
+
+
 class BadRequest(JetStreamError):  # 10003 "bad request" (a request nats-server refuses as such)
     def __init__(self) -> None:
         super().__init__("bad request")
@@ -525,8 +533,9 @@ class StreamConfig:
                     kw[k] = {}
             cfg = cls(**kw, extra=extra)
             _check_types(cfg)
-        except (TypeError, ValueError) as e:
-            raise StreamConfigInvalid(f"stream configuration invalid: {e}") from None
+        except (TypeError, ValueError):
+            raise InvalidJSON() from None
+        _check_enums(d, _STREAM_ENUMS)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -697,6 +706,18 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "allow_msg_ttl": (bool,), "allow_msg_counter": (bool,), "allow_atomic": (bool,),
     "allow_msg_schedules": (bool,), "allow_batched": (bool,),
 }
+
+
+#: Enum fields and the JSON strings nats-server's UnmarshalJSON accepts for them (anything else, when the
+#: key is present, fails the decoding: 10025 "invalid JSON").
+_STREAM_ENUMS = {"retention": RETENTION_POLICIES, "discard": DISCARD_POLICIES, "storage": STORAGE_TYPES,
+                 "compression": (*COMPRESSIONS, "")}
+
+
+def _check_enums(d: Mapping[str, Any], enums: Mapping[str, tuple[str, ...]]) -> None:
+    for key, allowed in enums.items():
+        if key in d and d[key] not in allowed:
+            raise InvalidJSON()
 
 
 def _check_types(cfg: Any) -> None:

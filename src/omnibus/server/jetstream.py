@@ -82,7 +82,9 @@ ERRORS: dict[type, tuple[int, int]] = {
     sc.ConsumerReplicasShouldMatchStream: (400, 10134), sc.ConsumerDuplicateFilterSubjects: (400, 10136),
     sc.ConsumerEmptyFilter: (400, 10139), sc.ConsumerDurableNameMismatch: (400, 10132),
     sc.ConsumerWQMultipleUnfiltered: (400, 10099), sc.ConsumerPriorityGroupWithPolicyNone: (400, 10196),
-    sc.ConsumerPinnedTTLWithoutPriorityPolicyNone: (400, 10197),
+    sc.ConsumerPinnedTTLWithoutPriorityPolicyNone: (400, 10197), st.InvalidJSON: (400, 10025),
+    sc.ConsumerNameMismatch: (400, 10017), sc.ConsumerEphemeralWithDurableName: (400, 10020),
+    sc.ConsumerFilterNotSubset: (400, 10093),
 }
 #: Any other refusal (a config rule without an entry above): nats-server's generic bad request.
 GENERIC_ERROR = (400, 10003)
@@ -330,7 +332,11 @@ class JetStreamAPI:
                     stream_name, name = tokens[3], tokens[4] if len(tokens) > 4 else None
                 else:  # CONSUMER.CREATE.<stream>[.<name>[.<filter>]]
                     stream_name, name = tokens[2], tokens[3] if len(tokens) > 3 else None
+                if req.get("stream_name") != stream_name:
+                    raise st.StreamMismatch()  # jsConsumerCreateRequest
                 cfg = sc.ConsumerConfig.from_dict(_consumer_config_in(req.get("config", {})))
+                if kind == "CREATE" and name is None and cfg.durable_name:
+                    raise sc.ConsumerEphemeralWithDurableName()  # the legacy ephemeral endpoint
                 consumer, _created = js.add_consumer(stream_name, cfg, action=req.get("action", ""), name=name)
                 # Push delivery starts after this reply has gone out.
                 asyncio.get_running_loop().call_soon(self.push.track, consumer)
