@@ -1,5 +1,11 @@
-"""The Kafka listener's session, first slice: a single-node Kafka cluster for producers and for consumers
-that assign partitions themselves (no consumer groups yet).
+"""The Kafka listener's session: a single-node Kafka 3.x cluster. This module holds the connection, the
+response ordering, topics (KafkaBroker) and the data path (Metadata, Produce, Fetch, ListOffsets,
+CreateTopics); feature modules register the other APIs with :func:`handler` and own their state:
+kafka_groups (consumer groups, classic protocol: FindCoordinator, Join/Sync/Heartbeat/LeaveGroup, offset
+commits and fetches, Describe/List/DeleteGroups), kafka_txn (InitProducerId, idempotent producer state,
+transaction coordinator, LSO and aborted-transaction index), kafka_admin (DeleteTopics, CreatePartitions,
+DeleteRecords, DescribeCluster, Describe/Alter/IncrementalAlterConfigs, the log cleaner) and kafka_sasl
+(SaslHandshake, SaslAuthenticate: PLAIN, SCRAM-SHA-256/512).
 
 Strategy: ``data_received`` feeds the sans-IO codec (wire/kafka) and answers each request. Kafka clients
 need responses in request order per connection, while a Produce waits for durability and a Fetch may
@@ -13,10 +19,12 @@ Semantics follow Apache Kafka 3.x:
 - Metadata auto-creates topics when the client allows it (``auto.create.topics.enable`` on,
   ``num.partitions`` 1); node 0 at the listener's address is broker, controller and leader of everything.
 - Produce: acks=0 gets no response; acks=1/-1 are answered once the appended batches are durable under
-  the fsync policy. Errors: UNKNOWN_TOPIC_OR_PARTITION, CORRUPT_MESSAGE, MESSAGE_TOO_LARGE,
-  INVALID_REQUIRED_ACKS.
-- Fetch: whole batches from the one containing the fetch offset; OFFSET_OUT_OF_RANGE outside the log;
-  ``min_bytes``/``max_wait_ms`` long-poll woken by appends to the fetched partitions.
+  the fsync policy. Exactly one record batch per partition (ProduceRequest.validateRecords). Errors:
+  UNKNOWN_TOPIC_OR_PARTITION, INVALID_RECORD, CORRUPT_MESSAGE, MESSAGE_TOO_LARGE (max.message.bytes),
+  RECORD_LIST_TOO_LARGE (segment.bytes), INVALID_REQUIRED_ACKS.
+- Fetch: whole batches from the one containing the fetch offset, as many as ``partition_max_bytes`` and
+  ``max_bytes`` allow (at least one, KIP-74); OFFSET_OUT_OF_RANGE outside the log; ``min_bytes``/
+  ``max_wait_ms`` long-poll woken by appends to the fetched partitions. Bench: bench/kafka.py.
 - Topics and their partition count live in the metadata store and come back at start.
 
 - Idempotent and transactional producers (KIP-98): Produce checks each batch's producer id, epoch and
