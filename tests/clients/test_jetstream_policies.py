@@ -696,3 +696,81 @@ def test_bad_input_gets_nats_server_errors(js_url):  # noqa: F811
         assert await js.consumers_info("C") == []  # nothing was created
         await nc.close()
     run(go())
+
+
+def test_push_ack_policies_and_counters(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "PA", "pa.x", 4)
+        none = await js.subscribe("pa.>", durable="none", manual_ack=True,
+                                  config=ConsumerConfig(ack_policy=AckPolicy.NONE))
+        got = [await none.next_msg(timeout=1) for _ in range(4)]
+        assert [m.data for m in got] == [b"0", b"1", b"2", b"3"]
+        ci = await js.consumer_info("PA", "none")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.delivered.consumer_seq, ci.num_pending) == (0, 4, 4, 0)
+        every = await js.subscribe("pa.>", durable="all", manual_ack=True,
+                                   config=ConsumerConfig(ack_policy=AckPolicy.ALL, ack_wait=0.5))
+        got = [await every.next_msg(timeout=1) for _ in range(4)]
+        await got[2].ack_sync()  # settles 1..3
+        ci = await js.consumer_info("PA", "all")
+        assert (ci.num_ack_pending, ci.ack_floor.stream_seq, ci.ack_floor.consumer_seq) == (1, 3, 3)
+        again = await every.next_msg(timeout=1.5)  # only seq 4 comes back after ack_wait
+        assert (again.data, again.metadata.num_delivered, again.metadata.sequence.consumer) == (b"3", 2, 5)
+        await again.ack_sync()
+        ci = await js.consumer_info("PA", "all")
+        assert (ci.num_ack_pending, ci.num_redelivered, ci.ack_floor.stream_seq, ci.ack_floor.consumer_seq) == (
+            0, 0, 4, 5)
+        await nc.close()
+    run(go())
+
+
+def test_stream_update_applies_new_limits(js_url):  # noqa: F811
+    async def go():
+        nc, js = await connect(js_url)
+        await _fill(js, "UP", "up.x", 5)
+        await js.update_stream(StreamConfig(name="UP", subjects=["up.>"], max_msgs=2))
+        si = await js.stream_info("UP")
+        assert (si.state.messages, si.state.first_seq) == (2, 4)  # trimmed at once
+        await js.update_stream(StreamConfig(name="UP", subjects=["up.>"], max_msgs=2, discard=DiscardPolicy.NEW))
+        assert await pub_err(js, "up.x") == (503, 10077, "maximum messages exceeded")
+        assert err(await api(nc, "STREAM.UPDATE.UP", {"name": "UP", "subjects": ["up.>"],
+                                                      "retention": "workqueue"})) == (
+            500, 10052, "stream configuration update can not change retention policy" + (
+                "" if AGAINST == "nats-server" else " to/from workqueue"))  # 2.9.10 refuses any change; 2.10 this
+        await nc.close()
+    run(go())
+
+
+def test_filter_subjects(js_url):  # noqa: F811
+    if AGAINST == "nats-server":
+        pytest.skip("filter_subjects is nats-server 2.10; the reference here is 2.9.10, which ignores it")
+
+    async def go():
+        nc, js = await connect(js_url)
+        await js.add_stream(name="FS", subjects=["fs.*"])
+        for i, s in enumerate("abcab"):
+            await js.publish(f"fs.{s}", b"%d" % i)
+        info = await js.add_consumer("FS", ConsumerConfig(durable_name="ab", filter_subjects=["fs.a", "fs.b"]))
+        assert (info.config.filter_subjects, info.config.filter_subject, info.num_pending) == (
+            ["fs.a", "fs.b"], None, 4)
+        psub = await js.pull_subscribe_bind("ab", stream="FS")
+        assert [m.data for m in await psub.fetch(10, timeout=0.3)] == [b"0", b"1", b"3", b"4"]
+
+        def cc(name: str, **kw) -> dict:
+            return {"stream_name": "FS", "config": {"durable_name": name, "ack_policy": "explicit", **kw}}
+
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.FS.o", cc("o", filter_subjects=["fs.*", "fs.a"]))) == (
+            400, 10138, "consumer subject filters cannot overlap")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.FS.d", cc("d", filter_subject="fs.a",
+                                                                     filter_subjects=["fs.b"]))) == (
+            400, 10136, "consumer cannot have both FilterSubject and FilterSubjects specified")
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.FS.e", cc("e", filter_subjects=["fs.a", ""]))) == (
+            400, 10139, "consumer filter in FilterSubjects cannot be empty")
+        await js.add_stream(name="FW", subjects=["fw.*"], retention=RetentionPolicy.WORK_QUEUE)
+        assert "error" not in await api(nc, "CONSUMER.DURABLE.CREATE.FW.ab", {"stream_name": "FW", "config": {
+            "durable_name": "ab", "ack_policy": "explicit", "filter_subjects": ["fw.a", "fw.b"]}})
+        assert err(await api(nc, "CONSUMER.DURABLE.CREATE.FW.bc", {"stream_name": "FW", "config": {
+            "durable_name": "bc", "ack_policy": "explicit", "filter_subjects": ["fw.c", "fw.b"]}})) == (
+            400, 10100, "filtered consumer not unique on workqueue stream")
+        await nc.close()
+    run(go())
