@@ -8,7 +8,7 @@ nats-server). API requests are answered with nats-server's JSON shapes (server/j
 request's reply subject; errors carry nats-server's ``code``/``err_code``/``description``
 (server/errors.json, mapped below from the core's named exceptions).
 
-Built: ``$JS.API.INFO``; ``STREAM.CREATE/UPDATE/INFO/DELETE/PURGE/NAMES/LIST``; ``STREAM.MSG.GET``;
+Built: ``$JS.API.INFO``; ``STREAM.CREATE/UPDATE/INFO/DELETE/PURGE/NAMES/LIST``; ``STREAM.MSG.GET/DELETE``;
 ``CONSUMER.CREATE`` (with and without a name in the subject), ``CONSUMER.DURABLE.CREATE``,
 ``CONSUMER.INFO/DELETE/NAMES/LIST``; ``CONSUMER.MSG.NEXT`` (batch, expires, no_wait; 404/408 statuses);
 acks ``+ACK``/``-NAK``/``+TERM``/``+WPI`` on ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``;
@@ -17,7 +17,9 @@ sweep); push consumers with interest, queue groups, flow control and idle heartb
 (jetstream_push.py, ``$JS.FC.`` replies); ``DIRECT.GET`` (jetstream_direct.py). Key-value buckets
 (ADR-8) need nothing of their own: they are streams with roll-ups, per-subject limits, expectations and
 direct gets, all built. Consumer configs and stream configs go out as nats-server writes them
-(``omitempty`` fields left out, times in RFC 3339). Not yet: advisories, ``rate_limit_bps``.
+(``omitempty`` fields left out, times in RFC 3339); error answers carry the request's response ``type``.
+``max_age`` is enforced by the sweep (within 0.25 s). Not yet: advisories, ``rate_limit_bps``, ``+NXT``
+acks (``_next_request`` parses them; ``_ack`` does not dispatch them yet).
 
 Rules: event-loop thread only; PubAck only after ``Log.when_durable``.
 """
@@ -613,6 +615,24 @@ def _rfc3339_ns(ns: int) -> str:
     if frac:
         base += "." + f"{frac:09d}".rstrip("0")
     return base + "Z"
+
+
+def _next_request(rest: bytes) -> Any:
+    """The pull request an ``+NXT`` ack carries after the verb (consumer.go processNextMsgReq): nothing
+    is a batch of 1, a JSON object is a full request, a number is a batch. For ``_pull``."""
+    rest = rest.strip()
+    if not rest:
+        return {"batch": 1}
+    if rest.startswith(b"{"):
+        try:
+            req = orjson.loads(rest)
+        except orjson.JSONDecodeError:
+            return {"batch": 1}
+        return req if isinstance(req, dict) else {"batch": 1}
+    try:
+        return {"batch": max(int(rest), 1)}
+    except ValueError:
+        return {"batch": 1}
 
 
 def _b64(data: bytes) -> str:
