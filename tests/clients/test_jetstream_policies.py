@@ -156,8 +156,10 @@ def test_max_msg_size_and_max_msgs_per_subject(js_url):  # noqa: F811
         await js.publish("ms.a", b"a3")
         si = await js.stream_info("MS")
         assert (si.state.messages, si.state.first_seq, si.state.last_seq) == (4, 3, 6)
-        subjects = (await api(nc, "STREAM.INFO.MS", {"subjects_filter": ">"}))["state"]["subjects"]
-        assert subjects == {"ms.a": 2, "ms.b": 2}
+        r = await api(nc, "STREAM.INFO.MS", {"subjects_filter": ">"})
+        assert (r["state"]["subjects"], r["total"], r["offset"], r["limit"]) == ({"ms.a": 2, "ms.b": 2}, 2, 0, 100_000)
+        r = await api(nc, "STREAM.INFO.MS", {"subjects_filter": "ms.b"})
+        assert (r["state"]["subjects"], r["total"]) == ({"ms.b": 2}, 1)
         assert (await js.get_msg("MS", 3)).data == b"b1"  # ms.b's oldest went; ms.a's first too
         await js.add_stream(name="PN", subjects=["pn.>"], max_msgs_per_subject=1, discard=DiscardPolicy.NEW,
                             discard_new_per_subject=True)

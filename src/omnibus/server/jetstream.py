@@ -50,6 +50,8 @@ SWEEP_INTERVAL_S = 0.25
 #: nats-server's JetStream API limits (jetstream_api.go JSApiNamesLimit / JSApiListLimit).
 NAMES_LIMIT = 1024
 LIST_LIMIT = 256
+#: STREAM.INFO's page of per-subject counts (JSMaxSubjectDetails).
+SUBJECTS_LIMIT = 100_000
 
 #: Core exceptions -> (HTTP-like code, nats-server err_code) from server/errors.json.
 ERRORS: dict[type, tuple[int, int]] = {
@@ -275,7 +277,9 @@ class JetStreamAPI:
             return {"type": "io.nats.jetstream.api.v1.account_info_response", "memory": 0,
                     "storage": sum(s.state().bytes for s in js.streams()), "streams": len(js.streams()),
                     "consumers": sum(len(s.consumers) for s in js.streams()),
-                    "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1},
+                    "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1, "max_consumers": -1,
+                               "max_ack_pending": -1, "memory_max_stream_bytes": -1,
+                               "storage_max_stream_bytes": -1, "max_bytes_required": False},
                     "api": {"total": 0, "errors": 0}}
         if head == "STREAM" and len(tokens) >= 2:
             kind = tokens[1]
@@ -289,9 +293,13 @@ class JetStreamAPI:
                 stream = js.update_stream(st.StreamConfig.from_dict(req))
                 return self._stream_info(stream, "stream_update_response")
             if kind == "INFO":
-                return self._stream_info(js.stream(name), "stream_info_response",
+                info = self._stream_info(js.stream(name), "stream_info_response",
                                          subjects_filter=req.get("subjects_filter") or None,
                                          deleted_details=bool(req.get("deleted_details")))
+                subjects = info["state"].get("subjects")  # the response is paged over them (ApiPaged)
+                info.update(total=len(subjects) if subjects else 0, offset=0,
+                            limit=SUBJECTS_LIMIT if subjects else 0)
+                return info
             if kind == "DELETE":
                 js.delete_stream(name)
                 self.push.forget_gone()
