@@ -310,12 +310,15 @@ class JetStreamAPI:
                         "purged": purged}
             if kind == "NAMES":
                 names = sorted(js.stream_names(req.get("subject")))
+                offset, page = _page(names, req, NAMES_LIMIT)
                 return {"type": "io.nats.jetstream.api.v1.stream_names_response", "total": len(names),
-                        "offset": 0, "limit": NAMES_LIMIT, "streams": names}
+                        "offset": offset, "limit": NAMES_LIMIT, "streams": page}
             if kind == "LIST":
-                infos = [self._stream_info(js.stream(n), None) for n in js.stream_names(req.get("subject"))]
-                return {"type": "io.nats.jetstream.api.v1.stream_list_response", "total": len(infos),
-                        "offset": 0, "limit": LIST_LIMIT, "streams": infos}
+                names = js.stream_names(req.get("subject"))
+                offset, page = _page(names, req, LIST_LIMIT)
+                return {"type": "io.nats.jetstream.api.v1.stream_list_response", "total": len(names),
+                        "offset": offset, "limit": LIST_LIMIT,
+                        "streams": [self._stream_info(js.stream(n), None) for n in page]}
             if kind == "MSG" and len(tokens) >= 4 and tokens[2] == "GET":
                 stream = js.stream(".".join(tokens[3:]))
                 if req.get("last_by_subj"):
@@ -359,13 +362,16 @@ class JetStreamAPI:
                 return {"type": "io.nats.jetstream.api.v1.consumer_delete_response", "success": True}
             if kind == "NAMES":
                 names = sorted(js.consumer_names(tokens[2]))
+                offset, page = _page(names, req, NAMES_LIMIT)
                 return {"type": "io.nats.jetstream.api.v1.consumer_names_response", "total": len(names),
-                        "offset": 0, "limit": NAMES_LIMIT, "consumers": names}
+                        "offset": offset, "limit": NAMES_LIMIT, "consumers": page}
             if kind == "LIST":
                 stream = js.stream(tokens[2])
-                infos = [self._consumer_info(c, None) for _, c in sorted(stream.consumers.items())]
-                return {"type": "io.nats.jetstream.api.v1.consumer_list_response", "total": len(infos),
-                        "offset": 0, "limit": LIST_LIMIT, "consumers": infos}
+                names = sorted(stream.consumers)
+                offset, page = _page(names, req, LIST_LIMIT)
+                return {"type": "io.nats.jetstream.api.v1.consumer_list_response", "total": len(names),
+                        "offset": offset, "limit": LIST_LIMIT,
+                        "consumers": [self._consumer_info(stream.consumers[n], None) for n in page]}
             if kind == "MSG" and len(tokens) >= 5 and tokens[2] == "NEXT":
                 self._pull(js.consumer(tokens[3], tokens[4]), req, reply)
                 return None
@@ -623,6 +629,14 @@ def _rfc3339_ns(ns: int) -> str:
     if frac:
         base += "." + f"{frac:09d}".rstrip("0")
     return base + "Z"
+
+
+def _page(items: list, req: Any, limit: int) -> tuple[int, list]:
+    """A NAMES/LIST page (ApiPagedRequest): from the request's ``offset`` (clamped to the total), at most
+    ``limit`` items."""
+    offset = req.get("offset", 0) if isinstance(req, dict) else 0
+    offset = min(max(offset if isinstance(offset, int) else 0, 0), len(items))
+    return offset, items[offset:offset + limit]
 
 
 def _next_request(rest: bytes) -> Any:
