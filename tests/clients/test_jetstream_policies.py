@@ -6,7 +6,8 @@ STREAM/CONSUMER NAMES and LIST, the ack policies none/all/explicit, backoff, max
 max_deliver, ``+NXT``/``+WPI``/``+TERM`` acks, consumer info counters, pull deliver policies, interest and
 workqueue retention, and bad input answered with nats-server's ``err_code`` and description.
 
-Where nats-py has no call for a request, the raw ``$JS.API`` JSON is sent with ``nc.request``.
+Where nats-py has no call for a request, the raw ``$JS.API`` JSON is sent with ``nc.request``. The last
+test runs a subset through nats.js (js/js_policies.mjs).
 ``filter_subjects`` is a nats-server 2.10 feature: its test runs against Omnibus only (2.9.10 ignores the
 field)."""
 
@@ -32,6 +33,7 @@ from nats.js.errors import APIError
 
 from tests.clients.conftest import AGAINST
 from tests.clients.test_jetstream_push import js_url  # noqa: F401  (fixture: Omnibus or nats-server -js)
+from tests.helpers import run_node_script
 
 TIMEOUTS = (nats.errors.TimeoutError, asyncio.TimeoutError)
 
@@ -692,7 +694,8 @@ def test_bad_input_gets_nats_server_errors(js_url):  # noqa: F811
             400, 10093, "consumer filter subject is not a valid subset of the interest subjects")
         assert await consumer_err("h", idle_heartbeat=1_000_000_000) == (
             400, 10088, "consumer idle heartbeat requires a push based consumer")
-        assert await consumer_err("w", deliver_subject="out.*") == (400, 10079, "consumer deliver subject has wildcards")
+        assert await consumer_err("w", deliver_subject="out.*") == (
+            400, 10079, "consumer deliver subject has wildcards")
         assert await consumer_err("cy", deliver_subject="c.loop") == (
             400, 10081, "consumer deliver subject forms a cycle")
         assert await consumer_err("hb", deliver_subject="hb", idle_heartbeat=50_000_000) == (
@@ -784,3 +787,21 @@ def test_filter_subjects(js_url):  # noqa: F811
             400, 10100, "filtered consumer not unique on workqueue stream")
         await nc.close()
     run(go())
+
+
+def test_nats_js_policies(js_url):  # noqa: F811
+    """The same policies through nats.js (tests/clients/js/js_policies.mjs); its JSON is identical against
+    nats-server 2.9.10."""
+    r = run_node_script("js_policies.mjs", js_url, "nats")
+    assert r["full"] == [503, 10077, "maximum messages exceeded"]
+    assert r["too_big"] == [400, 10054, "message size exceeds maximum allowed"]
+    assert (r["purged"], r["deleted"]) == (2, True)
+    assert r["delete_again"] == [400, 10043, "sequence 4 not found"]
+    assert r["state"] == [3, 2, 6, 2] and r["names"] == ["JPPUR"]
+    assert r["ack_all"] == [1, 5, 0]  # acking seq 5 settled 2 and 5; 6 pending
+    assert r["nak_delay"] == [["1", 2, True]] and r["nak_info"] == [0, 0, 6]
+    assert r["interest"] == [1, 0, 1]  # no consumer: the sequence is used, the message not kept
+    assert r["wq_overlap"] == [400, 10100, "filtered consumer not unique on workqueue stream"]
+    assert r["bad_policy"] == [
+        400, 10094, "consumer delivery policy is deliver all, but optional start sequence is also set"]
+    assert r["missing"] == [404, 10014, "consumer not found"]

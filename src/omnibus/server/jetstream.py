@@ -55,7 +55,8 @@ SUBJECTS_LIMIT = 100_000
 
 #: Core exceptions -> (HTTP-like code, nats-server err_code) from server/errors.json.
 ERRORS: dict[type, tuple[int, int]] = {
-    st.StreamNotFound: (404, 10059), st.StreamMismatch: (400, 10056), st.StreamNameExists: (400, 10058), st.StreamSubjectOverlap: (400, 10065),
+    st.StreamNotFound: (404, 10059), st.StreamMismatch: (400, 10056), st.StreamNameExists: (400, 10058),
+    st.StreamSubjectOverlap: (400, 10065),
     st.StreamConfigInvalid: (500, 10052), st.StreamReplicasNotSupported: (500, 10074),
     st.MaximumStreamsReached: (400, 10027), st.StreamNotMatch: (400, 10060), st.WrongLastSequence: (400, 10071),
     st.WrongLastMsgId: (400, 10070), st.MessageTooLarge: (400, 10054), st.HeaderTooLarge: (400, 10097),
