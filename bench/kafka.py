@@ -13,7 +13,11 @@ keeps nothing on disk while Omnibus writes segment files), both on 127.0.0.1 onl
   no compression, linger.ms=5) to a fresh one-partition topic; the clock stops when ``flush()`` returns,
   i.e. when every record is acknowledged. Errors in delivery reports fail the run.
 - consume: one librdkafka consumer ``assign()``s the acks=all topic from OFFSET_BEGINNING and reads all
-  N records with ``consume(batch)``; Omnibus serves these fetches from segment files with sendfile.
+  N records with ``consume(batch)``; Omnibus serves these fetches from segment files with sendfile. The
+  consumer learns the topic's metadata before the clock starts (otherwise librdkafka's fixed 500 ms
+  offset-query retry for a partition without a known leader lands in the figure) and sets
+  ``queued.min.messages`` high (otherwise a prefetch that runs ahead pauses for fetch.queue.backoff.ms,
+  1 s): both are client-side idle time that would hide the brokers' throughput.
 - consume raw Fetch: the same records fetched with plain Fetch v12 requests (16 MiB per response) whose
   record sets are not decoded, only their batch headers walked: the broker's fetch path without
   librdkafka's and Python's per-record work, which bounds the librdkafka figure on a small machine.
@@ -155,11 +159,19 @@ def consume(boot: str, topic: str, n: int) -> float:
     c = Consumer({"bootstrap.servers": boot, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                   "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 16_777_216,
-                  "fetch.wait.max.ms": 100, "queued.max.messages.kbytes": 262_144})
+                  "fetch.wait.max.ms": 100, "queued.max.messages.kbytes": 262_144,
+                  # With librdkafka's default of 100,000 a prefetch that runs ahead of the application
+                  # stops fetching for fetch.queue.backoff.ms (1 s): a lottery that would put whole idle
+                  # seconds into the figure. Throughput-minded deployments raise it (1,000,000 is common).
+                  "queued.min.messages": 1_000_000})
     try:
+        # Learn the partition's leader before assign(): librdkafka assigns a partition whose leader it does
+        # not know yet by arming a fixed 500 ms offset-query retry timer (rd_kafka_offset.c, "no current
+        # leader for partition"), which would put half a second of client idle time into the figure.
+        c.list_topics(topic, timeout=10)
+        start = time.perf_counter()
         c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         got = 0
-        start = time.perf_counter()
         deadline = time.monotonic() + CASE_TIMEOUT
         while got < n:
             if time.monotonic() > deadline:
