@@ -657,6 +657,8 @@ def test_bad_input_gets_nats_server_errors(js_url):  # noqa: F811
             500, 10074, "replicas > 1 not supported in non-clustered mode")
         assert err(await api(nc, "STREAM.CREATE.B", {"name": "C", "subjects": ["b"]})) == (
             400, 10056, "stream name in subject does not match request")
+        assert err(await api(nc, "STREAM.CREATE.B", {"name": "B", "subjects": ["b"], "sealed": True})) == (
+            500, 10052, "stream configuration for create can not be sealed")
         await js.add_stream(name="C", subjects=["c.>"])
         assert err(await api(nc, "STREAM.CREATE.D", {"name": "D", "subjects": ["c.x.*"]})) == (
             400, 10065, "subjects overlap with an existing stream")
@@ -746,6 +748,9 @@ def test_stream_update_applies_new_limits(js_url):  # noqa: F811
         assert (si.state.messages, si.state.first_seq) == (2, 4)  # trimmed at once
         await js.update_stream(StreamConfig(name="UP", subjects=["up.>"], max_msgs=2, discard=DiscardPolicy.NEW))
         assert await pub_err(js, "up.x") == (503, 10077, "maximum messages exceeded")
+        assert err(await api(nc, "STREAM.UPDATE.UP", {"name": "UP", "subjects": ["up.>"], "max_msgs": 2,
+                                                      "discard": "new", "max_consumers": 5})) == (
+            500, 10052, "stream configuration update can not change MaxConsumers")
         assert err(await api(nc, "STREAM.UPDATE.UP", {"name": "UP", "subjects": ["up.>"],
                                                       "retention": "workqueue"})) == (
             500, 10052, "stream configuration update can not change retention policy" + (

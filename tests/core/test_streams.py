@@ -194,6 +194,8 @@ def test_update_rules_follow_config_update_check():
         old.check_update(StreamConfig(name="S"))
     with pytest.raises(StreamConfigInvalid, match="to/from workqueue"):
         old.check_update(StreamConfig(name="S", retention="workqueue", deny_delete=True))
+    with pytest.raises(StreamConfigInvalid, match="can not change MaxConsumers"):
+        old.check_update(StreamConfig(name="S", deny_delete=True, max_consumers=3))
     assert old.check_update(StreamConfig(name="S", deny_delete=True, retention="interest")).retention == "interest"
     sealed = old.check_update(StreamConfig(name="S", deny_delete=True, sealed=True, max_age=10_000 * MS))
     assert (sealed.max_age, sealed.discard, sealed.deny_purge) == (0, "new", True)
@@ -383,6 +385,8 @@ def test_sealed_stream_refuses_everything(env):
         s.delete_msg(1)
     with pytest.raises(StreamSealed):
         s.purge()
+    with pytest.raises(StreamConfigInvalid, match="for create can not be sealed"):  # only an update seals
+        env.js.add_stream(StreamConfig(name="T", subjects=("t",), sealed=True))
 
 
 # -- limits ------------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from omnibus.core.streams import (
     MaximumStreamsReached,
     Stream,
     StreamConfig,
+    StreamConfigInvalid,
     StreamNameExists,
     StreamNotFound,
     StreamSubjectOverlap,
@@ -189,6 +190,8 @@ class JetStream:
         """STREAM.CREATE. Returns (stream, created); an identical configuration returns the existing
         stream. Raises StreamConfigInvalid & co, StreamNameExists, StreamSubjectOverlap,
         MaximumStreamsReached."""
+        if config.sealed:  # jsStreamCreateRequest: "Can't create a stream with a sealed state."
+            raise StreamConfigInvalid("stream configuration for create can not be sealed")
         cfg = config.normalized()
         existing = self._streams.get(cfg.name)
         if existing is not None:

@@ -676,6 +676,8 @@ class StreamConfig:
         old = self
         if cfg.name != old.name:
             raise StreamConfigInvalid("stream configuration name must match original")
+        if cfg.max_consumers != old.max_consumers:  # "Can't change MaxConsumers for now" (2.9-2.11)
+            raise StreamConfigInvalid("stream configuration update can not change MaxConsumers")
         if cfg.storage != old.storage:
             raise StreamConfigInvalid("stream configuration update can not change storage type")
         if cfg.retention != old.retention and "workqueue" in (cfg.retention, old.retention):
