@@ -1,6 +1,7 @@
 """AMQP 0-9-1 benchmark: Omnibus and RabbitMQ side by side, same load generator, same run.
 
     python bench/amqp.py [--quick] [--repeat N] [--servers omnibus,rabbitmq] [--sizes 100,4096]
+                         [--cases transient,persistent,fanout]
                          [--omnibus-url amqp://...] [--rabbitmq-url amqp://...] [--fsync interval]
 
 Starts ``omnibus serve`` (free ports, temporary data dir, ``--fsync`` as given: by default ``interval``,
@@ -397,8 +398,11 @@ def print_table(rows: list[Row], servers: list[str]) -> None:
             print("  " + n)
 
 
+CASES = ("transient", "persistent", "fanout")
+
+
 async def run_all(urls: dict[str, str], pids: dict[str, int | None], sizes: list[int], quick: bool,
-                  repeat: int) -> list[Row]:
+                  repeat: int, only: tuple[str, ...] = CASES) -> list[Row]:
     for url in urls.values():  # warm up: connections, queues, the allocator, RabbitMQ's JIT
         await case_queue(url, 100, 2_000 if quick else 20_000, False)
         await case_queue(url, 100, 1_000 if quick else 10_000, True)
@@ -409,11 +413,13 @@ async def run_all(urls: dict[str, str], pids: dict[str, int | None], sizes: list
         n_p = (5_000 if quick else 50_000) if small else (2_000 if quick else 20_000)
         n_f = (5_000 if quick else 40_000) if small else (2_000 if quick else 10_000)
         cases = [
-            ("transient publish+consume", lambda url: case_queue(url, size, n_t, False)),
-            ("persistent + confirms + acks", lambda url: case_queue(url, size, n_p, True)),
-            ("fan-out to 4 queues", lambda url: case_fanout(url, size, n_f)),
+            ("transient", "transient publish+consume", lambda url: case_queue(url, size, n_t, False)),
+            ("persistent", "persistent + confirms + acks", lambda url: case_queue(url, size, n_p, True)),
+            ("fanout", "fan-out to 4 queues", lambda url: case_fanout(url, size, n_f)),
         ]
-        for label, make in cases:
+        for key, label, make in cases:
+            if key not in only:
+                continue
             row = Row(label, size)
             for name, url in urls.items():
                 row.results[name] = await measured(pids.get(name), lambda: make(url), repeat)
@@ -431,7 +437,11 @@ def main() -> None:
     ap.add_argument("--fsync", default="interval", help="Omnibus storage.fsync (always|interval|never)")
     ap.add_argument("--omnibus-url", help="use a running Omnibus instead of starting one")
     ap.add_argument("--rabbitmq-url", help="use a running RabbitMQ instead of starting one")
+    ap.add_argument("--cases", default=",".join(CASES), help="which cases: " + ",".join(CASES))
     args = ap.parse_args()
+    only = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+    if any(c not in CASES for c in only):
+        ap.error(f"--cases: expected some of {','.join(CASES)}")
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     sizes = [int(x) for x in args.sizes.split(",")]
     started: list = []
@@ -463,7 +473,7 @@ def main() -> None:
             runner = uvloop.run
         except ImportError:  # pragma: no cover
             runner = asyncio.run
-        rows = runner(run_all(urls, pids, sizes, args.quick, args.repeat))
+        rows = runner(run_all(urls, pids, sizes, args.quick, args.repeat, only))
         print_table(rows, list(urls))
     finally:
         for srv in started:

@@ -77,7 +77,7 @@ from omnibus import __version__
 from omnibus.core.auth import CONFIGURE, FULL_ACCESS, READ, WRITE, Permissions, is_loopback, refused_text
 from omnibus.core import deadletter
 from omnibus.core.messages import Message
-from omnibus.core.queues import HDR_EXPIRES, HDR_PRIORITY, REJECTED
+from omnibus.core.queues import HDR_EXPIRES, HDR_PRIORITY, REJECTED, shared_batch
 from omnibus.core.stream_queues import StreamQueue, is_stream, parse_max_age
 from omnibus.core.routing.exchanges import (AMQ_TOPIC, DEFAULT_EXCHANGE, ExchangeError, ExchangeInUse,
                                             ExchangeNotFound, ExchangeRef, InequivalentExchange,
@@ -1621,6 +1621,12 @@ class AmqpSession:
                     self.conn.write(fr.ack(ch.id, ch.publish_seq))
         last_offsets: dict[str, int] = {}
         refused: set[int] | None = None  # id() of messages a reject-publish queue refused
+        shared = None  # a fan-out (every queue got the same messages): encode the batch once for all
+        if len(per_queue) > 1:
+            lists = iter(per_queue.values())
+            first = next(lists)
+            if all(msgs == first for msgs in lists):  # the same Message objects: identity, no field compare
+                shared = shared_batch(first, vh.clock.now_ms())
         for name, msgs in per_queue.items():
             q = vh.queues[name]
             if q.rejects:
@@ -1628,6 +1634,8 @@ class AmqpSession:
                 if bad:
                     refused = refused or set()
                     refused.update(id(msgs[i]) for i in bad)
+            elif shared is not None and q.__class__ is not StreamQueue:
+                offsets = q.publish(msgs, shared)
             else:
                 offsets = q.publish(msgs)
             if offsets:
