@@ -860,3 +860,48 @@ def test_policies_hold_across_a_restart(tmp_path):
         run(before(b.nats_url))
     with SyncBroker(tmp_path) as b:
         run(after(b.nats_url))
+
+
+def test_pull_request_limits_answer_with_statuses(js_url):  # noqa: F811
+    """CONSUMER.MSG.NEXT past the consumer's max_batch / max_expires / max_bytes / max_waiting, or with
+    no_wait and nothing to send: the status nats-server sends (no JSON)."""
+    async def go():
+        nc, js = await connect(js_url)
+        await js.add_stream(name="PR", subjects=["pr"])
+        await api(nc, "CONSUMER.DURABLE.CREATE.PR.c", {"stream_name": "PR", "config": {
+            "durable_name": "c", "ack_policy": "explicit", "max_batch": 2, "max_expires": 1_000_000_000,
+            "max_waiting": 1, "max_bytes": 1000}})
+
+        async def statuses(body: dict, wait: float = 1.0) -> list:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish("$JS.API.CONSUMER.MSG.NEXT.PR.c", json.dumps(body).encode(), reply=inbox)
+            out = []
+            while True:
+                try:
+                    m = await sub.next_msg(timeout=wait)
+                except TIMEOUTS:
+                    break
+                h = {getattr(k, "value", k): v for k, v in (m.headers or {}).items()}
+                out.append((m.data, h.get("Status"), h.get("Description"), h.get("Nats-Pending-Messages")))
+                if h.get("Status"):  # a status ends the request
+                    break
+            await sub.unsubscribe()
+            return out
+
+        assert await statuses({"batch": 1, "no_wait": True}) == [(b"", "404", "No Messages", None)]
+        assert await statuses({"batch": 5, "expires": 100_000_000}) == [
+            (b"", "409", "Exceeded MaxRequestBatch of 2", None)]
+        assert await statuses({"batch": 1, "expires": 5_000_000_000}) == [
+            (b"", "409", "Exceeded MaxRequestExpires of 1s", None)]
+        assert await statuses({"batch": 1, "max_bytes": 5000, "expires": 100_000_000}) == [
+            (b"", "409", "Exceeded MaxRequestMaxBytes of 1000", None)]
+        assert await statuses({"batch": 2, "expires": 200_000_000}) == [(b"", "408", "Request Timeout", "2")]
+        waiting = nc.new_inbox()
+        await nc.subscribe(waiting)
+        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.PR.c", b'{"batch":1,"expires":900000000}', reply=waiting)
+        await nc.flush()
+        assert (await js.consumer_info("PR", "c")).num_waiting == 1
+        assert await statuses({"batch": 1, "expires": 200_000_000}) == [(b"", "409", "Exceeded MaxWaiting", None)]
+        await nc.close()
+    run(go())
