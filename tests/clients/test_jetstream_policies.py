@@ -478,9 +478,6 @@ def test_max_ack_pending_on_pull(js_url):  # noqa: F811
     run(go())
 
 
-@pytest.mark.xfail(AGAINST == "omnibus", strict=True, reason=(
-    "+NXT is not dispatched yet: JetStreamAPI._ack (the lead's hot path, not this helper's to edit) treats "
-    "it as nothing; strict, so this fails loudly once it works"))
 def test_next_ack_acks_and_asks_for_more(js_url):  # noqa: F811
     async def go():
         nc, js = await connect(js_url)

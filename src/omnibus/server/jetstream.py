@@ -18,8 +18,8 @@ sweep); push consumers with interest, queue groups, flow control and idle heartb
 (ADR-8) need nothing of their own: they are streams with roll-ups, per-subject limits, expectations and
 direct gets, all built. Consumer configs and stream configs go out as nats-server writes them
 (``omitempty`` fields left out, times in RFC 3339); error answers carry the request's response ``type``.
-``max_age`` is enforced by the sweep (within 0.25 s). Not yet: advisories, ``rate_limit_bps``, ``+NXT``
-acks (``_next_request`` parses them; ``_ack`` does not dispatch them yet).
+``max_age`` is enforced by the sweep (within 0.25 s); ``+NXT`` acks and asks for more (``_next_request``).
+Not yet: advisories, ``rate_limit_bps``.
 
 Rules: event-loop thread only; PubAck only after ``Log.when_durable``.
 """
@@ -484,6 +484,10 @@ class JetStreamAPI:
             consumer.term(sseq)
         elif body == b"+WPI":
             consumer.in_progress(sseq)
+        elif body.startswith(b"+NXT"):  # ack, then a pull request answered on the ack's reply subject
+            consumer.ack(sseq)
+            self._pull(consumer, _next_request(body[4:]), reply)
+            return
         if reply:  # ack_sync / double ack: an empty reply confirms
             self.router.publish_external(reply, b"")
         self._serve_consumer(consumer)
