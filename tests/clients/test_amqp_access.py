@@ -1,15 +1,20 @@
-"""AMQP access control with pika against Omnibus: users, vhosts and permissions as RabbitMQ 3.10 does them.
+"""AMQP access control and connection.blocked with pika against Omnibus: users, vhosts, permissions and
+resource alarms as RabbitMQ 3.10 does them.
 
-The codes and texts were observed on a real RabbitMQ 3.10.8 node set up the same way (``rabbitmqctl
-add_user u p; set_permissions -p / u '^c' '^w' '^r'``)."""
+``OMNIBUS_AMQP_AGAINST=rabbitmq`` runs the same tests against a real RabbitMQ 3.10.8 node set up the same
+way with rabbitmqctl (``add_user u p; set_permissions -p / u '^c' '^w' '^r'``, alarms with
+``set_vm_memory_high_watermark`` / ``set_disk_free_limit``): see tests/clients/amqp_target.py."""
 
 from __future__ import annotations
+
+import time
 
 import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, ProbableAccessDeniedError, ProbableAuthenticationError
 
 from omnibus import SyncBroker
+from tests.clients.amqp_target import amqp_target_factory  # noqa: F401 (fixture)
 
 USERS = [
     {"user": "u", "password": "p", "permissions": {"/": ["^c", "^w", "^r"]}},
@@ -19,15 +24,12 @@ USERS = [
 
 
 @pytest.fixture
-def broker(tmp_path):
-    with SyncBroker(tmp_path, settings={"amqp.users": USERS}) as b:
-        yield b
+def broker(amqp_target_factory):  # noqa: F811
+    return amqp_target_factory(USERS)
 
 
 def connect(broker, user="guest", password="guest", vhost="/", **kw):
-    host, port = "127.0.0.1", broker.port("amqp")
-    return pika.BlockingConnection(pika.ConnectionParameters(host, port, vhost, pika.PlainCredentials(user, password),
-                                                             **kw))
+    return broker.connect(user, password, vhost, **kw)
 
 
 REFUSED = "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
@@ -45,12 +47,10 @@ def test_login(broker):
 def test_amqplain_login(broker):
     import kombu
 
-    host, port = "127.0.0.1", broker.port("amqp")
-    with kombu.Connection(f"amqp://app:s3cret@{host}:{port}/a", login_method="AMQPLAIN") as conn:
+    with kombu.Connection(broker.url("app", "s3cret", "a"), login_method="AMQPLAIN") as conn:
         conn.connect()
         assert conn.connected
-    with kombu.Connection(f"amqp://app:wrong@{host}:{port}/a", login_method="AMQPLAIN",
-                          connect_timeout=5) as conn:
+    with kombu.Connection(broker.url("app", "wrong", "a"), login_method="AMQPLAIN", connect_timeout=5) as conn:
         with pytest.raises(Exception) as e:
             conn.connect()
         assert "ACCESS_REFUSED" in str(e.value) and "AMQPLAIN" in str(e.value)
@@ -128,103 +128,111 @@ def test_permissions_close_only_the_channel(broker):
     admin.close()
 
 
-def test_vhosts_are_isolated_and_persist(tmp_path):
-    with SyncBroker(tmp_path, settings={"amqp.users": USERS}) as broker:
-        a, b = connect(broker, "app", "s3cret", "a"), connect(broker, "app", "s3cret", "b")
-        cha, chb = a.channel(), b.channel()
-        cha.queue_declare("same", durable=True)
-        chb.queue_declare("same", durable=True)
-        cha.confirm_delivery()
-        chb.confirm_delivery()
-        cha.basic_publish("", "same", b"in a", pika.BasicProperties(delivery_mode=2))
-        for i in range(2):
-            chb.basic_publish("", "same", b"in b %d" % i, pika.BasicProperties(delivery_mode=2))
-        assert cha.queue_declare("same", passive=True).method.message_count == 1
-        assert chb.queue_declare("same", passive=True).method.message_count == 2
-        with pytest.raises(ChannelClosedByBroker) as e:
-            cha.queue_declare("same", durable=False)
-        assert e.value.reply_text == ("PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'same' in vhost "
-                                      "'a': received 'false' but current is 'true'")
-        guest = connect(broker)
-        with pytest.raises(ChannelClosedByBroker) as e:
-            guest.channel().queue_declare("same", passive=True)
-        assert e.value.reply_text == "NOT_FOUND - no queue 'same' in vhost '/'"
-        for c in (a, b, guest):
-            c.close()
-    with SyncBroker(tmp_path, settings={"amqp.users": USERS}) as broker:
-        a, b = connect(broker, "app", "s3cret", "a"), connect(broker, "app", "s3cret", "b")
-        assert a.channel().basic_get("same", auto_ack=True)[2] == b"in a"
-        assert b.channel().basic_get("same", auto_ack=True)[2] == b"in b 0"
-        a.close()
-        b.close()
+def test_vhosts_are_isolated_and_persist(broker):
+    a, b = connect(broker, "app", "s3cret", "a"), connect(broker, "app", "s3cret", "b")
+    cha, chb = a.channel(), b.channel()
+    cha.queue_declare("same", durable=True)
+    chb.queue_declare("same", durable=True)
+    cha.confirm_delivery()
+    chb.confirm_delivery()
+    cha.basic_publish("", "same", b"in a", pika.BasicProperties(delivery_mode=2))
+    for i in range(2):
+        chb.basic_publish("", "same", b"in b %d" % i, pika.BasicProperties(delivery_mode=2))
+    assert cha.queue_declare("same", passive=True).method.message_count == 1
+    assert chb.queue_declare("same", passive=True).method.message_count == 2
+    with pytest.raises(ChannelClosedByBroker) as e:
+        cha.queue_declare("same", durable=False)
+    assert e.value.reply_text == ("PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'same' in vhost "
+                                  "'a': received 'false' but current is 'true'")
+    guest = connect(broker)
+    with pytest.raises(ChannelClosedByBroker) as e:
+        guest.channel().queue_declare("same", passive=True)
+    assert e.value.reply_text == "NOT_FOUND - no queue 'same' in vhost '/'"
+    for c in (a, b, guest):
+        c.close()
+    broker.restart()
+    a, b = connect(broker, "app", "s3cret", "a"), connect(broker, "app", "s3cret", "b")
+    assert a.channel().basic_get("same", auto_ack=True)[2] == b"in a"
+    assert b.channel().basic_get("same", auto_ack=True)[2] == b"in b 0"
+    a.close()
+    b.close()
 
 
-def test_tune_values_from_settings(tmp_path):
-    with SyncBroker(tmp_path, settings={"amqp.heartbeat": 7, "amqp.frame_max": 65536,
-                                        "amqp.channel_max": 100}) as broker:
-        conn = connect(broker)
-        impl = conn._impl
-        assert (impl.params.heartbeat, impl.params.frame_max, impl.params.channel_max) == (7, 65536, 100)
-        conn.close()
+def test_tune_values_from_settings(amqp_target_factory):  # noqa: F811
+    broker = amqp_target_factory(amqp__heartbeat=7, amqp__frame_max=65536, amqp__channel_max=100,
+                                 rabbit_conf={"heartbeat": 7, "frame_max": 65536, "channel_max": 100})
+    conn = connect(broker)
+    impl = conn._impl
+    assert (impl.params.heartbeat, impl.params.frame_max, impl.params.channel_max) == (7, 65536, 100)
+    conn.close()
 
 
 def test_bad_user_config_fails_start(tmp_path):
+    """Omnibus's own settings check (runs against Omnibus also with OMNIBUS_AMQP_AGAINST=rabbitmq)."""
     from omnibus.server.app import StartupError
 
     with pytest.raises(StartupError, match=r"amqp.users\[0\]"):
         SyncBroker(tmp_path, settings={"amqp.users": [{"password": "x"}]}).start()
 
 
-def test_connection_blocked_while_an_alarm_is_on(tmp_path):
-    """A tiny memory watermark sets the memory alarm: a publishing connection gets connection.blocked
-    ("low on memory", as RabbitMQ 3.10.8 words it) and is not read any more; a consuming one goes on;
-    once the alarm clears, connection.unblocked and the held publishes arrive."""
-    with SyncBroker(tmp_path, settings={"amqp.memory_high_watermark_bytes": 1}) as broker:
-        events = []
-        pub = connect(broker, blocked_connection_timeout=30)
-        pub.add_on_connection_blocked_callback(lambda _c, m: events.append(("blocked", m.method.reason)))
-        pub.add_on_connection_unblocked_callback(lambda _c, m: events.append(("unblocked",)))
-        sub = connect(broker)
-        sch = sub.channel()
-        sch.queue_declare("q")
-        pch = pub.channel()
-        pub.process_data_events(0.1)
-        assert events == []  # not blocked before it publishes (rabbit_reader: blocking, then blocked)
-        pch.basic_publish("", "q", b"first")  # the read that holds it is still handled
-        pub.process_data_events(0.2)
-        assert events == [("blocked", "low on memory")]
-        for i in range(3):
-            pch.basic_publish("", "q", b"held %d" % i)
-        pub.process_data_events(0.2)
-        assert sch.queue_declare("q", passive=True).method.message_count == 1  # the consumer side goes on
-        assert sch.basic_get("q", auto_ack=True)[2] == b"first"
-        node = broker.server.amqp_node
-        broker.call(setattr, node, "memory_high_watermark", 0)
-        for _ in range(50):
-            pub.process_data_events(0.1)
-            if len(events) == 2:
-                break
-        assert events == [("blocked", "low on memory"), ("unblocked",)]
-        pch.queue_declare("q", passive=True)  # a round trip: the held publishes were read before it
-        assert [sch.basic_get("q", auto_ack=True)[2] for _ in range(3)] == [b"held %d" % i for i in range(3)]
-        pub.close()
-        sub.close()
+def wait_for(conn, cond, timeout=15.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        conn.process_data_events(step)
+    return cond()
 
 
-def test_disk_alarm_reason(tmp_path):
-    with SyncBroker(tmp_path, settings={"amqp.disk_free_limit_bytes": 1 << 62}) as broker:
-        events = []
-        pub = connect(broker, blocked_connection_timeout=10)
-        pub.add_on_connection_blocked_callback(lambda _c, m: events.append(m.method.reason))
-        pub.add_on_connection_unblocked_callback(lambda _c, m: events.append("unblocked"))
-        pub.channel().basic_publish("", "nowhere", b"x")
-        pub.process_data_events(0.2)
-        assert events == ["low on disk"]
-        # a blocked connection is not read, not even its connection.close (as RabbitMQ): clear the alarm
-        broker.call(setattr, broker.server.amqp_node, "disk_free_limit", 0)
-        for _ in range(50):
-            pub.process_data_events(0.1)
-            if len(events) == 2:
-                break
-        assert events == ["low on disk", "unblocked"]
-        pub.close()
+def publish_until_blocked(conn, ch, events, timeout=15.0):
+    """Publish (unroutable) until connection.blocked comes: the alarm is on, and RabbitMQ blocks a
+    connection when it publishes while an alarm is on (rabbit_reader: blocking, then blocked)."""
+    deadline = time.monotonic() + timeout
+    while not events and time.monotonic() < deadline:
+        ch.basic_publish("", "nowhere", b"probe")
+        conn.process_data_events(0.2)
+    return events
+
+
+def test_connection_blocked_while_an_alarm_is_on(broker):
+    """With the memory alarm on, a publishing connection gets connection.blocked ("low on memory") and is
+    not read any more; a consuming one goes on; once the alarm clears, connection.unblocked and the held
+    publishes arrive."""
+    events = []
+    pub = connect(broker, blocked_connection_timeout=60)
+    pub.add_on_connection_blocked_callback(lambda _c, m: events.append(("blocked", m.method.reason)))
+    pub.add_on_connection_unblocked_callback(lambda _c, m: events.append(("unblocked",)))
+    sub = connect(broker)
+    sch = sub.channel()
+    sch.queue_declare("q")
+    pch = pub.channel()
+    broker.memory_alarm(True)
+    time.sleep(0.6)  # an alarm check (Omnibus: every 0.5 s)
+    pub.process_data_events(0.1)
+    assert events == []  # not blocked before it publishes
+    assert publish_until_blocked(pub, pch, events) == [("blocked", "low on memory")]
+    for i in range(3):
+        pch.basic_publish("", "q", b"held %d" % i)
+    pub.process_data_events(0.3)
+    # not read: held; the connection that does not publish is served
+    assert sch.queue_declare("q", passive=True).method.message_count == 0
+    broker.memory_alarm(False)
+    assert wait_for(pub, lambda: len(events) == 2)
+    assert events == [("blocked", "low on memory"), ("unblocked",)]
+    pch.queue_declare("q", passive=True)  # a round trip: the held publishes were read before it
+    assert [sch.basic_get("q", auto_ack=True)[2] for _ in range(3)] == [b"held %d" % i for i in range(3)]
+    pub.close()
+    sub.close()
+
+
+def test_disk_alarm_reason(broker):
+    events = []
+    pub = connect(broker, blocked_connection_timeout=60)
+    pub.add_on_connection_blocked_callback(lambda _c, m: events.append(m.method.reason))
+    pub.add_on_connection_unblocked_callback(lambda _c, m: events.append("unblocked"))
+    ch = pub.channel()
+    broker.disk_alarm(True)
+    assert publish_until_blocked(pub, ch, events) == ["low on disk"]
+    # a blocked connection is not read, not even its connection.close (as RabbitMQ): clear the alarm first
+    broker.disk_alarm(False)
+    assert wait_for(pub, lambda: len(events) == 2)
+    assert events == ["low on disk", "unblocked"]
+    pub.close()

@@ -907,6 +907,7 @@ class AmqpSession:
         self.blocked_capable = False  # client_properties capabilities "connection.blocked"
         self.alarm_blocked = False  # not read while a resource alarm is on (we published meanwhile)
         self._sent_blocked = False
+        self._held: list | None = None  # events read, not handled while blocked by an alarm
         self.closed = False
         self.last_recv = time.monotonic()
         self._heartbeat_timer: asyncio.TimerHandle | None = None
@@ -925,11 +926,26 @@ class AmqpSession:
         if self.closed:
             return
         self.last_recv = time.monotonic()
-        _current_vhost[0] = self.vhost_name
         self.amqp.receive_data(data)
-        for ev in self.amqp.events():
+        if self._held is not None:  # blocked by an alarm: what was read meanwhile waits too
+            self._held.extend(self.amqp.events())
+            return
+        self._handle(self.amqp.events())
+
+    def _handle(self, events: list) -> None:
+        """Act on a read's events. While a resource alarm is on, the first publish blocks the connection
+        and the events after it are held until the alarm clears (rabbit_reader stops handling its input
+        at the blocking publish)."""
+        _current_vhost[0] = self.vhost_name
+        alarms = self.node.alarms
+        for i, ev in enumerate(events):
             if type(ev) is Publish:
                 self._publishes.append(ev)
+                if alarms and not self.alarm_blocked:
+                    self._flush_publishes()  # blocks us
+                    if self.alarm_blocked:
+                        self._held = events[i + 1:]
+                        return
                 continue
             if self._publishes:  # keep order: publishes before the method that follows them
                 self._flush_publishes()
@@ -1762,6 +1778,9 @@ class AmqpSession:
             self.conn.write(self.amqp.send(0, m.ConnectionUnblocked()))
         if self.conn.transport is not None and not self.conn.writing_paused:
             self.conn.transport.resume_reading()
+        held, self._held = self._held, None
+        if held:
+            self._handle(held)
 
     def _schedule_heartbeat(self) -> None:
         interval = self.amqp.heartbeat
