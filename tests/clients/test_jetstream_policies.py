@@ -894,6 +894,9 @@ def test_pull_request_limits_answer_with_statuses(js_url):  # noqa: F811
         assert await statuses({"batch": 1, "max_bytes": 5000, "expires": 100_000_000}) == [
             (b"", "409", "Exceeded MaxRequestMaxBytes of 1000", None)]
         assert await statuses({"batch": 2, "expires": 200_000_000}) == [(b"", "408", "Request Timeout", "2")]
+        # under a millisecond still expires (nats-py's fetch sends such follow-ups; one left waiting
+        # would take the next message away from a later fetch)
+        assert await statuses({"batch": 2, "expires": 500_000}) == [(b"", "408", "Request Timeout", "2")]
         waiting = nc.new_inbox()
         await nc.subscribe(waiting)
         await nc.publish("$JS.API.CONSUMER.MSG.NEXT.PR.c", b'{"batch":1,"expires":900000000}', reply=waiting)

@@ -409,7 +409,10 @@ class JetStreamAPI:
             return
         if isinstance(req, int):
             req = {"batch": req}
-        expires_ms = int(req.get("expires", 0)) // 1_000_000
+        expires_ns = int(req.get("expires", 0))
+        # Rounded up: nats-py's follow-up request of a fetch can carry well under 1 ms, and it must
+        # still expire (as 0 it would wait forever and take the next message from a later fetch).
+        expires_ms = -(-expires_ns // 1_000_000) if expires_ns > 0 else 0
         try:
             consumer.pull(int(req.get("batch", 1)), expires_ms=expires_ms, no_wait=bool(req.get("no_wait")),
                           max_bytes=int(req.get("max_bytes", 0)), token=reply,
