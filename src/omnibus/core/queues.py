@@ -19,14 +19,14 @@ Strategy
 
     Bodies are read from the log at delivery through one open ``Log.batches`` iterator (one pread per
     ``BATCH_READ_CHUNK`` of consecutive batches) and a cache of the last decoded batch, so
-    delivering a batch of N messages decodes it once. Before that comes the *recent cache*: while the
-    consumers keep up (an append lands at the ready head, or right after the previous cached one), the
-    queue keeps the ``Message`` objects it just appended and delivers those, so the common publish ->
-    deliver path never decodes what it has just encoded (it was ~26% of the broker's time in
+    delivering a batch of N messages decodes it once. Before that comes the *recent cache*: the queue
+    keeps the ``Message`` objects of a run of consecutive appends and delivers those, so the common
+    publish -> deliver path never decodes what it has just encoded (it was ~26% of the broker's time in
     bench/amqp.py). It holds at most ``RECENT_QUEUE_BYTES`` per queue and ``RECENT_TOTAL_BYTES`` per
-    process (encoded sizes), drops an append once delivery has read past it, and keeps no message with
-    headers (read back, header values are bytes). A fan-out encodes once: ``shared_batch`` makes the
-    batch every queue appends verbatim.
+    process (encoded sizes), drops an append once delivery has read past it (then a new run starts with
+    the next append: behind a backlog, consumers are served from the log up to the run, from the cache
+    in it), and keeps no message with headers (read back, header values are bytes). A fan-out encodes
+    once: ``shared_batch`` makes the batch every queue appends verbatim.
 
 Rules
     * Delivery counts are per offset and per process (not persisted); the first delivery has count 1.
@@ -311,7 +311,7 @@ class Queue:
         encoded, plain = shared_batch(messages, self.clock.now_ms()) if batch is None else batch
         first, end, size = self._append(messages, encoded)
         recent = self._recent
-        if plain and (recent[-1][1] == first if recent else first == self.peek_offset_or_end(first)) and (
+        if plain and (not recent or recent[-1][1] == first) and (
                 self._recent_bytes + size <= RECENT_QUEUE_BYTES and _recent_total[0] + size <= RECENT_TOTAL_BYTES):
             recent.append((first, end, messages, size))
             self._recent_bytes += size
@@ -472,14 +472,6 @@ class Queue:
         if requeued and (not ready or requeued[0] < ready[0][0]):
             return requeued[0]
         return ready[0][0] if ready else None
-
-    def peek_offset_or_end(self, end: int) -> int:
-        """``peek_offset``, or ``end`` when nothing is ready (where the next publish lands)."""
-        requeued = self._requeued
-        ready = self._ready
-        if requeued and (not ready or requeued[0] < ready[0][0]):
-            return requeued[0]
-        return ready[0][0] if ready else end
 
     def next_expiry(self) -> int | None:
         """When the head message expires (ms since the epoch), or None (no head, or it never expires).

@@ -89,10 +89,13 @@ def _json(obj: Any) -> bytes:
 class VirtualHost:
     """One vhost. ``open_log(name)`` opens or creates a log; ``delete_log(name)`` removes one."""
 
-    def __init__(self, name: str, *, open_log: Callable[[str], Log], delete_log: Callable[[str], None],
-                 meta: MetaStore | None, clock: Clock) -> None:
+    def __init__(self, name: str, *, open_log: Callable[..., Log], delete_log: Callable[[str], None],
+                 meta: MetaStore | None, clock: Clock, transient_log: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self._open_log = open_log
+        #: ``open_log`` keyword overrides for the logs of non-durable queues (the server: ``fsync="never"``;
+        #: RabbitMQ never persists a transient queue's messages, and its log is deleted at the next start)
+        self._transient_log = dict(transient_log or {})
         self._delete_log = delete_log
         self.meta = meta
         self.clock = clock
@@ -202,7 +205,10 @@ class VirtualHost:
                                  auto_delete=auto_delete, arguments=arguments)
             self.queues[name] = stream
             return stream  # type: ignore[return-value]
-        log = self._open_log(queue_log_name(self.name, name))
+        if not durable and self._transient_log:
+            log = self._open_log(queue_log_name(self.name, name), **self._transient_log)
+        else:
+            log = self._open_log(queue_log_name(self.name, name))
         q = open_queue_class(arguments)(name, log, QueueAcks(log), self.clock, durable=durable,
                                         exclusive=exclusive, auto_delete=auto_delete, arguments=arguments)
         q.on_dead = self.on_dead

@@ -298,7 +298,7 @@ class BrokerServer:
 
     def _open_vhost(self, name: str) -> VirtualHost:
         vhost = VirtualHost(name, open_log=self.open_unbounded_log, delete_log=self.delete_log, meta=self.meta,
-                            clock=SystemClock())
+                            clock=SystemClock(), transient_log={"fsync": "never"})
         prefix = queue_log_name(name, "x").rsplit("/", 1)[0]
         root = self.data_dir / LOGS_DIR / prefix
         on_disk = [f"{prefix}/{p.name}" for p in root.iterdir()] if root.is_dir() else []
