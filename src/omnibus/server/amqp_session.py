@@ -1656,11 +1656,20 @@ class AmqpSession:
                 offsets = q.publish(msgs)
             if offsets:
                 last_offsets[name] = offsets[-1]
-        for ch, tag, queues, msg in waits:
-            if refused is not None and id(msg) in refused:  # x-overflow reject-publish: nack, no basic.return
-                self.conn.write(fr.nack(ch.id, tag))
-                continue
-            self._confirm_when_durable(ch, tag, [(vh.queues[n].log, last_offsets[n]) for n in queues])
+        if waits:  # one durability wait per channel and set of queues, not one per message
+            groups: dict[tuple, list[int]] = {}
+            for ch, tag, queues, msg in waits:
+                if refused is not None and id(msg) in refused:  # x-overflow reject-publish: nack, no return
+                    self.conn.write(fr.nack(ch.id, tag))
+                    continue
+                key = (ch, queues[0]) if len(queues) == 1 else (ch, *queues)
+                tags = groups.get(key)
+                if tags is None:
+                    groups[key] = [tag]
+                else:
+                    tags.append(tag)
+            for key, tags in groups.items():
+                self._confirm_when_durable(key[0], tags, [(vh.queues[n].log, last_offsets[n]) for n in key[1:]])
         for name in per_queue:
             broker.pump(name)
             q = vh.queues[name]
@@ -1695,13 +1704,15 @@ class AmqpSession:
             extra[HDR_PRIORITY] = str(props.priority)
         return extra or None
 
-    def _confirm_when_durable(self, ch: Channel, tag: int, logs: list) -> None:
+    def _confirm_when_durable(self, ch: Channel, tags: list[int], logs: list) -> None:
+        """basic.ack each of ``tags`` (in order, one write) once every (log, offset) of ``logs`` is durable."""
         remaining = [len(logs)]
 
         def done() -> None:
             remaining[0] -= 1
             if remaining[0] == 0 and not self.closed and not ch.closing:
-                self.conn.write(fr.ack(ch.id, tag))
+                ack, ch_id = fr.ack, ch.id
+                self.conn.write(ack(ch_id, tags[0]) if len(tags) == 1 else b"".join([ack(ch_id, t) for t in tags]))
 
         for log, offset in logs:
             log.when_durable(offset, done)
