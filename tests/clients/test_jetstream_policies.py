@@ -669,6 +669,9 @@ def test_bad_input_gets_nats_server_errors(js_url):  # noqa: F811
             "durable_name": "c"}})) == (404, 10059, "stream not found")
         assert err(await api(nc, "CONSUMER.INFO.C.nobody")) == (404, 10014, "consumer not found")
         assert err(await api(nc, "CONSUMER.DELETE.C.nobody")) == (404, 10014, "consumer not found")
+        for subject in ("CONSUMER.MSG.NEXT.C.nobody", "CONSUMER.MSG.NEXT.NOPE.c"):  # no consumer: no answer
+            with pytest.raises(TIMEOUTS):  # (a JSON error here would reach a fetch as a message)
+                await nc.request("$JS.API." + subject, b'{"batch":1}', timeout=0.2)
         assert err(await api(nc, "CONSUMER.DURABLE.CREATE.C.c", raw=b'{"config": ')) == (400, 10025, "invalid JSON")
 
         async def consumer_err(name: str, subject: str | None = None, stream: str = "C", **cfg):

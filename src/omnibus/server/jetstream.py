@@ -374,7 +374,11 @@ class JetStreamAPI:
                         "offset": offset, "limit": LIST_LIMIT,
                         "consumers": [self._consumer_info(stream.consumers[n], None) for n in page]}
             if kind == "MSG" and len(tokens) >= 5 and tokens[2] == "NEXT":
-                self._pull(js.consumer(tokens[3], tokens[4]), req, reply)
+                try:
+                    consumer = js.consumer(tokens[3], tokens[4])
+                except st.JetStreamError:  # no such consumer: nobody answers (as nats-server), rather than
+                    return None  # a JSON error a client's fetch would take for a message
+                self._pull(consumer, req, reply)
                 return None
         return {"error": {"code": 400, "err_code": 10003, "description": "bad request"}}
 
