@@ -72,6 +72,12 @@ async def fetch(psub, n: int, timeout: float = 1.0) -> list:
         return []
 
 
+def _rfc3339(text: str) -> dt.datetime:
+    """Go's RFC3339Nano (up to 9 fraction digits, trailing zeros dropped) -> an aware datetime."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    return dt.datetime.fromisoformat(head + "." + (frac + "000000")[:6] + "+00:00")
+
+
 async def connect(url: str):
     nc = await nats.connect(url)
     return nc, nc.jetstream()
@@ -95,9 +101,11 @@ def test_stream_create_update_delete_and_info_state(js_url):  # noqa: F811
         assert (si.state.messages, si.state.first_seq, si.state.last_seq, si.state.consumer_count) == (2, 1, 2, 0)
         assert si.state.bytes == (22 + 3 + 5 + 8) + (22 + 3 + 4 + len(b"NATS/1.0\r\nK: v\r\n\r\n") + 3 + 8)
         raw = (await api(nc, "STREAM.INFO.S"))["state"]
-        first_ts = dt.datetime.fromisoformat(raw["first_ts"].replace("Z", "+00:00")[:26] + "+00:00")
+        first_ts = _rfc3339(raw["first_ts"])
         assert t0 - dt.timedelta(seconds=1) < first_ts < dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
-        assert raw["last_ts"] >= raw["first_ts"] and raw["num_subjects"] == 2
+        assert _rfc3339(raw["last_ts"]) >= first_ts and raw["num_subjects"] == 2
+        for ts in (raw["first_ts"], raw["last_ts"]):  # Go's RFC3339Nano drops a fraction's trailing zeros
+            assert "." not in ts or not ts.rstrip("Z").endswith("0")
         await js.add_consumer("S", ConsumerConfig(durable_name="c1"))
         assert (await js.stream_info("S")).state.consumer_count == 1
         info = await js.update_stream(StreamConfig(name="S", subjects=["s.*", "more"], max_msgs=10,

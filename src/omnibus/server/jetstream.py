@@ -96,7 +96,10 @@ GENERIC_ERROR = (400, 10003)
 
 
 def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    """A ms timestamp as Go's RFC3339Nano writes it: UTC, trailing zeros of the fraction dropped."""
+    frac = ms % 1000
+    base = dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:03d}".rstrip("0") + "Z" if frac else base + "Z"
 
 
 #: A stream publish's Publish options, all None (read from the headers), and a fast tuple constructor
