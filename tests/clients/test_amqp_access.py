@@ -104,6 +104,10 @@ def test_permissions_close_only_the_channel(broker):
     refused(lambda ch: ch.queue_purge("cq"), q("cq"))
     refused(lambda ch: ch.queue_bind("cq", "amq.direct", "k"), q("cq"))
     refused(lambda ch: ch.exchange_declare("x1"), x("x1"))
+    # a new queue with a dead-letter exchange also needs read on itself (and write on that exchange); a new
+    # exchange with an alternate exchange read on itself (and write on the alternate)
+    refused(lambda ch: ch.queue_declare("cdl", arguments={"x-dead-letter-exchange": "amq.fanout"}), q("cdl"))
+    refused(lambda ch: ch.exchange_declare("cx", arguments={"alternate-exchange": "amq.fanout"}), x("cx"))
     refused(lambda ch: ch.exchange_declare(""), "operation not permitted on the default exchange")
     refused(lambda ch: ch.exchange_delete("amq.direct"), "deletion of system exchange 'amq.direct' in vhost '/' not allowed")
     refused(lambda ch: ch.queue_delete("rq"), q("rq"))
