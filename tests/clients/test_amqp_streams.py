@@ -5,9 +5,11 @@ against a real node (tests/clients/amqp_target.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 
+import aio_pika
 import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
@@ -209,3 +211,24 @@ def test_bad_max_age(broker):
     with pytest.raises(ConnectionClosedByBroker) as e:
         conn.channel().queue_declare("s", durable=True, arguments={**STREAM, "x-max-age": "bogus"})
     assert (e.value.reply_code, e.value.reply_text) == (541, "INTERNAL_ERROR")
+
+
+def test_aio_pika_stream_consumer(broker):
+    async def main():
+        conn = await aio_pika.connect(broker.amqp_url)
+        async with conn:
+            ch = await conn.channel()
+            await ch.set_qos(prefetch_count=10)
+            q = await ch.declare_queue("as", durable=True, arguments=STREAM)
+            for i in range(3):
+                await ch.default_exchange.publish(aio_pika.Message(b"a%d" % i), routing_key="as")
+            got = []
+            async with q.iterator(arguments={"x-stream-offset": "first"}) as it:
+                async for msg in it:
+                    got.append((msg.body, msg.headers["x-stream-offset"]))
+                    await msg.ack()
+                    if len(got) == 3:
+                        break
+            assert got == [(b"a0", 0), (b"a1", 1), (b"a2", 2)]
+
+    asyncio.run(asyncio.wait_for(main(), 20))
