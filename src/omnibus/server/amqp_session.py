@@ -38,11 +38,17 @@ durable; tx.rollback drops the publishes and puts the acks back as unacked.
 
 connection.blocked (rabbit_reader, rabbit_alarm): ``AmqpNode`` checks broker RSS and free disk every
 ``ALARM_CHECK_INTERVAL``; while an alarm is on, a connection that publishes is blocked: it gets
-connection.blocked ("low on memory" / "low on disk", if it announced the capability) and is not read until
-every alarm clears (then connection.unblocked). Connections that only consume go on.
+connection.blocked ("low on memory" / "low on disk", if it announced the capability), the rest of that
+read is held (``_held``) and the socket is not read until every alarm clears (then connection.unblocked
+and the held methods are handled). Connections that only consume go on.
 
 Stream queues (``x-queue-type=stream``, core/stream_queues.py): consumers need a prefetch and read by
-offset (``x-stream-offset``), each delivery carries its offset header, acks only give credit back.
+offset (``x-stream-offset``), each delivery carries its offset header, acks only give credit back;
+basic.get, queue.purge, nack/reject and no-ack consumers are 540 as in rabbit_stream_queue.
+
+Access control, tx, blocking and streams are tested with pika/aio-pika/Kombu in tests/clients/
+(test_amqp_access.py, test_amqp_tx.py, test_amqp_streams.py); ``OMNIBUS_AMQP_AGAINST=rabbitmq`` runs those
+against RabbitMQ 3.10.8 too (tests/clients/amqp_target.py), and they pass on both.
 
 Queue features (RabbitMQ ttl.html, dlx.html, maxlength.html, priority.html, consumer-priority.html,
 single active consumer; core/queues.py does the per-queue bookkeeping, core/deadletter.py the x-death
