@@ -240,3 +240,18 @@ def test_disk_alarm_reason(broker):
     assert wait_for(pub, lambda: len(events) == 2)
     assert events == ["low on disk", "unblocked"]
     pub.close()
+
+
+def test_memory_watermark_from_settings(amqp_target_factory):  # noqa: F811
+    """A tiny watermark in the settings (RabbitMQ: vm_memory_high_watermark.absolute) means the alarm is on
+    from the start: the first publish blocks the connection."""
+    broker = amqp_target_factory(amqp__memory_high_watermark_bytes=1,
+                                 rabbit_conf={"vm_memory_high_watermark.absolute": "1"})
+    events = []
+    pub = connect(broker, blocked_connection_timeout=60)
+    pub.add_on_connection_blocked_callback(lambda _c, m: events.append(m.method.reason))
+    pub.add_on_connection_unblocked_callback(lambda _c, m: events.append("unblocked"))
+    assert publish_until_blocked(pub, pub.channel(), events) == ["low on memory"]
+    broker.memory_alarm(False)
+    assert wait_for(pub, lambda: len(events) == 2) and events == ["low on memory", "unblocked"]
+    pub.close()
