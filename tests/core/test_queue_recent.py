@@ -200,3 +200,28 @@ def run(ops, recent_bytes: int) -> list:
 @given(OPS)
 def test_the_cache_never_changes_what_is_delivered(ops):
     assert run(ops, queues_mod.RECENT_QUEUE_BYTES) == run(ops, 0)
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+PLAIN = st.builds(
+    lambda rk, body, props, ex, dt: Message(rk, body, None, props, 1_700_000_000_000 + dt, ex),
+    TEXT, st.one_of(st.binary(max_size=64), st.binary(min_size=4090, max_size=4200)),
+    st.sampled_from([b"", b"\x00\x00", b"\x10\x00\x02", bytes(range(40))]), st.sampled_from(["", "ex", "é-x"]),
+    st.sampled_from([0, 0, 0, 1, -5, 300_000]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(PLAIN, min_size=1, max_size=30))
+def test_encode_plain_makes_the_bytes_messages_to_batch_makes(messages):
+    from omnibus.core.messages import messages_to_batch
+    from omnibus.core.queues import encode_plain
+
+    assert bytes(encode_plain(messages)) == messages_to_batch(messages, now_ms=1)
+
+
+def test_encode_plain_past_the_small_varints():
+    from omnibus.core.messages import messages_to_batch
+    from omnibus.core.queues import encode_plain
+
+    messages = [Message(f"k{i % 3}", b"%d" % i, None, b"\x00\x00", 1_700_000_000_000, "x") for i in range(9000)]
+    assert bytes(encode_plain(messages)) == messages_to_batch(messages, now_ms=1)
