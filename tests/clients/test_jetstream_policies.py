@@ -184,12 +184,14 @@ def test_max_age_removes_old_messages(js_url):  # noqa: F811
     async def go():
         nc, js = await connect(js_url)
         await js.add_stream(name="AGE", subjects=["age"], max_age=0.4)
+        t0 = time.monotonic()
         await js.publish("age", b"1")
         await js.publish("age", b"2")
         assert (await js.stream_info("AGE")).state.messages == 2
-        deadline = time.monotonic() + 1.5
+        deadline = t0 + 1.5
         while (await js.stream_info("AGE")).state.messages and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
+        assert 0.38 <= time.monotonic() - t0 < 0.55  # on time, not at some later sweep
         si = await js.stream_info("AGE")
         assert (si.state.messages, si.state.first_seq, si.state.last_seq) == (0, 3, 2)
         assert (await js.publish("age", b"3")).seq == 3

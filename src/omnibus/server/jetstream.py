@@ -18,7 +18,8 @@ sweep); push consumers with interest, queue groups, flow control and idle heartb
 (ADR-8) need nothing of their own: they are streams with roll-ups, per-subject limits, expectations and
 direct gets, all built. Consumer configs and stream configs go out as nats-server writes them
 (``omitempty`` fields left out, times in RFC 3339); error answers carry the request's response ``type``.
-``max_age`` is enforced by the sweep (within 0.25 s); ``+NXT`` acks and asks for more (``_next_request``).
+``max_age`` is enforced on time (the sweep, plus a timer for an expiry due before the next one);
+``+NXT`` acks and asks for more (``_next_request``).
 Not yet: advisories, ``rate_limit_bps``.
 
 Rules: event-loop thread only; PubAck only after ``Log.when_durable``.
@@ -156,6 +157,8 @@ class JetStreamAPI:
         for stream in self.js.streams():
             for consumer in list(stream.consumers.values()):
                 self.push.track(consumer)
+        #: The max_age timer (``_arm_expiry``), when one is due before the next sweep.
+        self._expiry_timer: asyncio.TimerHandle | None = None
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
 
     # -- entry points from the NATS session ------------------------------------------------------------
@@ -506,6 +509,7 @@ class JetStreamAPI:
         """ack_wait redeliveries and pull expiry, then flush consumer state."""
         now = SystemClock().now_ms()
         self.js.expire(now)  # max_age (and de-duplication ids past their window)
+        self._arm_expiry(now)
         for stream in self.js.streams():
             for consumer in list(stream.consumers.values()):
                 consumer.redeliveries_due(now)
@@ -516,6 +520,22 @@ class JetStreamAPI:
         self.push.check_interest()
         self.js.flush()
         self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def _arm_expiry(self, now: int) -> None:
+        """A timer for the earliest max_age expiry due before the next sweep, so messages go on time
+        (as nats-server's per-stream expiry timer) rather than at the sweep's granularity."""
+        due = min((t for s in self.js.streams() if (t := s.next_expiry_ms()) is not None), default=None)
+        if due is None or due - now >= SWEEP_INTERVAL_S * 1000:
+            return  # nothing, or the next sweep arms it
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+        self._expiry_timer = asyncio.get_running_loop().call_later(max(due - now, 0) / 1000, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._expiry_timer = None
+        now = SystemClock().now_ms()
+        self.js.expire(now)
+        self._arm_expiry(now)
 
     def _pull_timers(self, now: int | None = None) -> None:
         """Waiting pull requests: 408 for the expired, idle heartbeats for those that asked
@@ -560,6 +580,8 @@ class JetStreamAPI:
     def close(self) -> None:
         """Stop the sweeps and flush consumer state. Loop thread; blocks (fsync) at broker stop."""
         self._sweeper.cancel()
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
         if self._pull_timer is not None:
             self._pull_timer[1].cancel()
         self.push.close()
