@@ -119,9 +119,9 @@ def open_queue_class(arguments: Mapping[str, Any] | None) -> "type[Queue]":
     mp = _int_arg(arguments or {}, "x-max-priority")
     return PriorityQueue if mp is not None and mp >= 1 else Queue
 
-#: The recent cache (see ``Queue._read``): a queue keeps the messages of its latest appends while its
-#: consumers keep up, at most this many encoded bytes per queue and ``RECENT_TOTAL_BYTES`` over all queues
-#: of the process, so a backlog still costs offsets, not bodies (design decision 2).
+#: The recent cache (see ``Queue._read``): a queue keeps the messages of a run of its latest appends, at
+#: most this many encoded bytes per queue and ``RECENT_TOTAL_BYTES`` over all queues of the process, so a
+#: backlog still costs offsets, not bodies (design decision 2).
 RECENT_QUEUE_BYTES = 4 * 1024 * 1024
 RECENT_TOTAL_BYTES = 64 * 1024 * 1024
 _recent_total = [0]  # bytes held by every queue's recent cache (event-loop thread only)
@@ -308,7 +308,7 @@ class Queue:
         self._cache_base = 0
         self._cache_end = 0  # [base, end) of the cached batch
         self._cache: dict[int, Message] = {}
-        #: the recent cache: (first, end, messages, encoded bytes) of recent appends from the ready head on
+        #: the recent cache: (first, end, messages, encoded bytes) of a run of consecutive appends
         self._recent: deque[tuple[int, int, Sequence[Message], int]] = deque()
         self._recent_bytes = 0
         self._rebuild()
@@ -603,10 +603,10 @@ class Queue:
         self._recent_bytes = 0
 
     def _read(self, offset: int) -> Message:
-        """The message at ``offset``: from the recent cache (the ``Message`` objects of recent appends, kept
-        from the ready head on while the consumers keep up: no decoding of what was just encoded), else
-        from the last decoded batch, else from the log. Reading past the oldest recent append drops it:
-        delivery has moved beyond it (what comes back later, requeued, is read from the log). Hot path."""
+        """The message at ``offset``: from the recent cache (the ``Message`` objects of a run of recent
+        appends: no decoding of what was just encoded), else from the last decoded batch, else from the
+        log. Reading past the oldest recent append drops it: delivery has moved beyond it (what comes
+        back later, requeued, is read from the log). Hot path."""
         recent = self._recent
         while recent:
             entry = recent[0]
