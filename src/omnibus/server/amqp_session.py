@@ -1588,6 +1588,7 @@ class AmqpSession:
         vh = broker.vhost
         exchanges = vh.exchanges
         per_queue: dict[str, list[Message]] = {}
+        routes: dict[tuple[str, str], tuple[list[str], list[list[Message]]]] = {}  # (queues, their per_queue lists)
         waits: list[tuple[Channel, int, list[str], Message]] = []  # confirm channel, tag, queues, message
         to_nats: list[tuple[str, bytes]] = []
         for p in publishes:
@@ -1617,22 +1618,28 @@ class AmqpSession:
             if ch.tx is not None and committed is None:
                 ch.tx.append(p)  # checked now, routed and appended at tx.commit
                 continue
-            headers = None
-            if x.type == "headers" and p.properties:
-                headers = decode_properties(p.properties).headers or {}
-            try:
-                dests = exchanges.route(p.exchange, p.routing_key, headers)
-            except ExchangeNotFound:
-                dests = ()
+            route = routes.get((p.exchange, p.routing_key)) if x.type != "headers" else None
+            if route is None:  # once per exchange and routing key per read (headers exchanges: per message)
+                headers = None
+                if x.type == "headers" and p.properties:
+                    headers = decode_properties(p.properties).headers or {}
+                try:
+                    dests = exchanges.route(p.exchange, p.routing_key, headers)
+                except ExchangeNotFound:
+                    dests = ()
+                queues = [d for d in dests if d.__class__ is str and d in vh.queues]
+                route = (queues, [per_queue.setdefault(name, []) for name in queues])
+                if x.type != "headers":
+                    routes[(p.exchange, p.routing_key)] = route
+            queues = route[0]
             msg = Message(p.routing_key, p.body, extra, p.properties, exchange=p.exchange)
-            queues = [d for d in dests if d.__class__ is str and d in vh.queues]
             if extra is not None and HDR_EXPIRES in extra:
                 for name in queues:
                     vh.queues[name].mark_timed()
             if p.exchange == AMQ_TOPIC:
                 to_nats.append((p.routing_key, p.body))
-            for name in queues:
-                per_queue.setdefault(name, []).append(msg)
+            for target in route[1]:
+                target.append(msg)
             if not queues and p.mandatory:
                 self.conn.write(self.amqp.basic_return(p.channel, NO_ROUTE, "NO_ROUTE", p.exchange,
                                                        p.routing_key, p.properties, p.body))
@@ -1650,7 +1657,9 @@ class AmqpSession:
             if all(msgs == first for msgs in lists):  # the same Message objects: identity, no field compare
                 shared = shared_batch(first, vh.clock.now_ms())
         for name, msgs in per_queue.items():
-            q = vh.queues[name]
+            q = vh.queues.get(name)
+            if q is None:  # deleted while this read was handled (an auto-delete queue of a failed channel)
+                continue
             if q.rejects:
                 offsets, bad = q.publish_admitted(msgs)
                 if bad:
@@ -1675,11 +1684,12 @@ class AmqpSession:
                 else:
                     tags.append(tag)
             for key, tags in groups.items():
-                self._confirm_when_durable(key[0], tags, [(vh.queues[n].log, last_offsets[n]) for n in key[1:]])
+                self._confirm_when_durable(key[0], tags, [(vh.queues[n].log, last_offsets[n]) for n in key[1:]
+                                                          if n in last_offsets])
         for name in per_queue:
             broker.pump(name)
-            q = vh.queues[name]
-            if q.limited or q.timed:
+            q = vh.queues.get(name)
+            if q is not None and (q.limited or q.timed):
                 broker.after_publish(q)
         if broker._dead_queues:
             broker.drain_dead()
@@ -1720,6 +1730,9 @@ class AmqpSession:
                 ack, ch_id = fr.ack, ch.id
                 self.conn.write(ack(ch_id, tags[0]) if len(tags) == 1 else b"".join([ack(ch_id, t) for t in tags]))
 
+        if not logs:  # every queue went before the append: nothing to wait for
+            remaining[0] = 1
+            done()
         for log, offset in logs:
             log.when_durable(offset, done)
 
