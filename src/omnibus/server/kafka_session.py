@@ -10,7 +10,9 @@ DeleteRecords, DescribeCluster, Describe/Alter/IncrementalAlterConfigs, the log 
 Strategy: ``data_received`` feeds the sans-IO codec (wire/kafka) and answers each request. Kafka clients
 need responses in request order per connection, while a Produce waits for durability and a Fetch may
 long-poll: every request takes a slot in ``_pending`` and responses are written as the head slots
-complete. Produce batches are validated (CRC-32C, magic 2, sizes) and stored verbatim by the storage log,
+complete. Produce and Fetch are pipelined; any other request waits until the connection's earlier
+non-data requests are answered, so it sees their effects as on Kafka, which handles one request per
+connection at a time (``_admit``: a JoinGroup behind an OffsetCommit sees the commit). Produce batches are validated (CRC-32C, magic 2, sizes) and stored verbatim by the storage log,
 never decoded; Fetch hands the log's file regions to the connection, which sends them with sendfile.
 
 Semantics follow Apache Kafka 3.x:
@@ -245,12 +247,19 @@ def _one_batch(records: Any) -> int:
     return size
 
 
-class _Slot:
-    __slots__ = ("parts", "done")
+#: Requests handled at once even while earlier requests of their connection are in progress: the data path
+#: stays pipelined (a log orders its own appends and reads). Any other request waits, see KafkaSession._admit.
+PIPELINED = frozenset((M.PRODUCE, M.FETCH))
 
-    def __init__(self) -> None:
+
+class _Slot:
+    __slots__ = ("parts", "done", "barrier")
+
+    def __init__(self, barrier: bool = False) -> None:
         self.parts: list | None = None
         self.done = False
+        #: Taken by a request outside PIPELINED: later requests of the connection wait until it is done.
+        self.barrier = barrier
 
 
 class _PendingFetch:
@@ -319,6 +328,10 @@ class KafkaSession:
         self._pending: list[_Slot] = []
         self._fetches: list[_PendingFetch] = []
         self.closed = False
+        #: Requests waiting for an earlier non-data request of this connection to be answered (_admit).
+        self._deferred: list[Request] | None = None
+        self._draining = False
+        self._handling = M.PRODUCE  # api key of the request being handled (slot() reads it)
         #: SASL exchange in progress (kafka_sasl.SaslState) until authenticated; None = no auth needed/done.
         self.sasl = kafka_sasl.new_state(self)
 
@@ -335,10 +348,45 @@ class KafkaSession:
             if isinstance(req, KafkaProtocolError):  # Kafka closes the connection without an answer
                 self._close_after_pending()
                 return
+            self._admit(req)
+
+    def _admit(self, req: Request) -> None:
+        """Handle ``req`` now, or queue it behind the connection's unanswered non-data requests.
+
+        Kafka handles one request per connection at a time (its socket server mutes the channel until the
+        response is sent), so what a request does is visible to every later request of that connection:
+        a JoinGroup sent after an OffsetCommit runs once that commit is durable and visible to OffsetFetch,
+        so the partition's next owner starts where the old one committed. Omnibus keeps Produce and Fetch
+        pipelined (PIPELINED) and makes every other request wait while a non-data request of its
+        connection is unanswered; requests that follow a waiting one wait too, so order is kept."""
+        if self._deferred is not None:
+            self._deferred.append(req)
+        elif self._barrier_pending():
+            self._deferred = [req]
+        else:
             self._handle(req)
+
+    def _barrier_pending(self) -> bool:
+        for s in self._pending:
+            if s.barrier and not s.done:
+                return True
+        return False
+
+    def _drain(self) -> None:
+        """Handle the deferred requests, in order, while no non-data request is unanswered."""
+        self._draining = True
+        try:
+            deferred = self._deferred
+            while deferred and not self.closed and not self._barrier_pending():
+                self._handle(deferred.pop(0))
+            if not deferred:
+                self._deferred = None
+        finally:
+            self._draining = False
 
     def _handle(self, req: Request) -> None:
         key = req.api_key
+        self._handling = key
         if self.sasl is not None and key not in kafka_sasl.PRE_AUTH_APIS:
             self._close_after_pending()  # Kafka: unexpected request during SASL handshake closes
             return
@@ -369,7 +417,7 @@ class KafkaSession:
     # -- ordered responses -----------------------------------------------------------------------------
     def slot(self) -> _Slot:
         """A place in the response order, for an answer given later with :meth:`complete`."""
-        slot = _Slot()
+        slot = _Slot(self._handling not in PIPELINED)
         self._pending.append(slot)
         return slot
 
@@ -391,6 +439,8 @@ class KafkaSession:
                     conn.write(part)
                 else:
                     conn.write_regions([part])
+        if self._deferred is not None and not self._draining and slot.barrier:
+            self._drain()
 
     def _close_after_pending(self) -> None:
         self.closed = True
