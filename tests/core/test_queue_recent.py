@@ -67,7 +67,7 @@ def test_a_backlog_is_read_from_the_log(tmp_path, decodes):
     q = open_queue(tmp_path / "q")
     q.publish(msgs("a", "b"))
     assert q.deliver_next().message.body == b"a"  # from the recent cache
-    q.publish(msgs("c"))  # continues the cached run: "b" is still ready ahead of it
+    q.publish(msgs("c"))  # kept too ("b" is still ready ahead of it)
     q.close()
     q = open_queue(tmp_path / "q")  # after a restart everything ready comes from the log
     q.publish(msgs("d"))  # behind a backlog: the backlog comes from the log, then "d" from the cache

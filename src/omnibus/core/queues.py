@@ -20,13 +20,13 @@ Strategy
     Bodies are read from the log at delivery through one open ``Log.batches`` iterator (one pread per
     ``BATCH_READ_CHUNK`` of consecutive batches) and a cache of the last decoded batch, so
     delivering a batch of N messages decodes it once. Before that comes the *recent cache*: the queue
-    keeps the ``Message`` objects of a run of consecutive appends and delivers those, so the common
-    publish -> deliver path never decodes what it has just encoded (it was ~26% of the broker's time in
-    bench/amqp.py). It holds at most ``RECENT_QUEUE_BYTES`` per queue and ``RECENT_TOTAL_BYTES`` per
-    process (encoded sizes), drops an append once delivery has read past it (then a new run starts with
-    the next append: behind a backlog, consumers are served from the log up to the run, from the cache
-    in it), and keeps no message with headers (read back, header values are bytes). A fan-out encodes
-    once: ``shared_batch`` makes the batch every queue appends verbatim.
+    keeps the ``Message`` objects of its appends and delivers those, so the common publish -> deliver
+    path never decodes what it has just encoded (it was ~26% of the broker's time in bench/amqp.py). It
+    holds at most ``RECENT_QUEUE_BYTES`` per queue and ``RECENT_TOTAL_BYTES`` per process (encoded sizes;
+    an append that does not fit is not kept), drops an append once delivery has read past it (behind a
+    backlog, consumers are served from the log up to the next kept append, from the cache in it), and
+    keeps no message with headers (read back, header values are bytes). A fan-out encodes once:
+    ``shared_batch`` makes the batch every queue appends verbatim.
 
 Rules
     * Delivery counts are per offset and per process (not persisted); the first delivery has count 1.
@@ -119,7 +119,7 @@ def open_queue_class(arguments: Mapping[str, Any] | None) -> "type[Queue]":
     mp = _int_arg(arguments or {}, "x-max-priority")
     return PriorityQueue if mp is not None and mp >= 1 else Queue
 
-#: The recent cache (see ``Queue._read``): a queue keeps the messages of a run of its latest appends, at
+#: The recent cache (see ``Queue._read``): a queue keeps the messages of its appends not yet read, at
 #: most this many encoded bytes per queue and ``RECENT_TOTAL_BYTES`` over all queues of the process, so a
 #: backlog still costs offsets, not bodies (design decision 2).
 RECENT_QUEUE_BYTES = 4 * 1024 * 1024
@@ -308,7 +308,7 @@ class Queue:
         self._cache_base = 0
         self._cache_end = 0  # [base, end) of the cached batch
         self._cache: dict[int, Message] = {}
-        #: the recent cache: (first, end, messages, encoded bytes) of a run of consecutive appends
+        #: the recent cache: (first, end, messages, encoded bytes) of kept appends, ascending
         self._recent: deque[tuple[int, int, Sequence[Message], int]] = deque()
         self._recent_bytes = 0
         self._rebuild()
@@ -387,7 +387,7 @@ class Queue:
         encoded, plain = shared_batch(messages, self.clock.now_ms()) if batch is None else batch
         first, end, size = self._append(messages, encoded)
         recent = self._recent
-        if plain and (not recent or recent[-1][1] == first) and (
+        if plain and (
                 self._recent_bytes + size <= RECENT_QUEUE_BYTES and _recent_total[0] + size <= RECENT_TOTAL_BYTES):
             recent.append((first, end, messages, size))
             self._recent_bytes += size
@@ -603,10 +603,10 @@ class Queue:
         self._recent_bytes = 0
 
     def _read(self, offset: int) -> Message:
-        """The message at ``offset``: from the recent cache (the ``Message`` objects of a run of recent
-        appends: no decoding of what was just encoded), else from the last decoded batch, else from the
-        log. Reading past the oldest recent append drops it: delivery has moved beyond it (what comes
-        back later, requeued, is read from the log). Hot path."""
+        """The message at ``offset``: from the recent cache (the ``Message`` objects of recent appends: no
+        decoding of what was just encoded), else from the last decoded batch, else from the log. Reading
+        past the oldest kept append drops it: delivery has moved beyond it (what comes back later,
+        requeued, is read from the log). Hot path."""
         recent = self._recent
         while recent:
             entry = recent[0]
