@@ -27,24 +27,36 @@ median of ``--repeat`` runs. Not a test; nothing listens beyond 127.0.0.1.
 Omnibus's hot paths for these cases: ``AMQPConnection.events`` (publish parse), ``AmqpSession
 ._flush_publishes`` and ``AmqpBroker.pump`` (server/amqp_session.py), ``frames.deliver``.
 
-Measured here (2 cores, RabbitMQ 3.10.8 from Debian, Omnibus fsync=interval, ``--repeat 3``)::
+Measured here (2 cores shared with other work, RabbitMQ 3.10.8 from Debian, Omnibus fsync=interval,
+``--repeat 3``)::
 
     case                          body       omnibus     rabbitmq  omnibus/rabbitmq
-    transient publish+consume     100 B  31.3k msg/s  51.2k msg/s              0.61
-    persistent + confirms + acks  100 B  20.3k msg/s  17.5k msg/s              1.16
-    fan-out to 4 queues           100 B   7.3k msg/s  16.8k msg/s              0.43
-    transient publish+consume     4 KiB  19.0k msg/s  32.1k msg/s              0.59
-    persistent + confirms + acks  4 KiB  15.2k msg/s   9.4k msg/s              1.63
-    fan-out to 4 queues           4 KiB   4.9k msg/s   9.0k msg/s              0.55
+    transient publish+consume     100 B  40.5k msg/s  38.6k msg/s              1.05
+    persistent + confirms + acks  100 B  34.6k msg/s  14.7k msg/s              2.35
+    fan-out to 4 queues           100 B  19.2k msg/s  16.3k msg/s              1.18
+    transient publish+consume     4 KiB  26.4k msg/s  32.4k msg/s              0.81
+    persistent + confirms + acks  4 KiB  19.4k msg/s   9.0k msg/s              2.16
+    fan-out to 4 queues           4 KiB  11.5k msg/s   9.3k msg/s              1.23
 
-Run-to-run spread is about ±15% (the client shares the two cores); the 100 B transient ratio has been
-seen from 0.50 to 0.61. Omnibus is CPU-bound on one core in every case (RabbitMQ uses ~1.45 cores).
-py-spy on the broker (transient 100 B): ~26% of its time re-decodes record batches it has just written
-(``Queue._read`` → ``batch_to_messages``), ~13% encodes them (``messages_to_batch``), ~18% parses AMQP
-(``AMQPConnection.events``), ~8% builds deliveries. In fan-out to 4 the same message is encoded once and
-decoded once *per queue*: 39% in ``batch_to_messages``, 19% in ``messages_to_batch``. The next gain is
-in core/queues.py (hand the Message objects just appended to the queue's read cache, and share one
-encoded batch between the queues a message is routed to), not in the AMQP session.
+Three full runs on the same code gave ratios 0.95-1.16 (transient 100 B), 2.28-3.32 (persistent 100 B),
+1.18-1.34 (fan-out 100 B), 0.81-1.18 (transient 4 KiB), 2.04-2.66 (persistent 4 KiB) and 0.70-1.24
+(fan-out 4 KiB): run-to-run spread is ±20% or more, since the client and both brokers share two cores
+with whatever else runs. Before the changes below, the same machine measured 27.6k / 16.3k / 7.5k /
+17.9k / 13.2k / 6.4k msg/s for Omnibus in these six rows.
+
+py-spy on the broker (``py-spy record -p PID -f raw``), transient 100 B: the queue re-decoded the batches it
+had just written (``Queue._read`` -> ``batch_to_messages``, 26%) and encoded them through the generic
+record builder (``messages_to_batch``, 12-16%); a fan-out did both once per queue; every confirm took a
+closure and a heap entry in ``Log.when_durable`` (~10% of the persistent case); transient queues were
+fsynced. Now (core/queues.py): the *recent cache* delivers the ``Message`` objects just appended (bounded
+per queue and per process), ``encode_plain`` builds the batch of header-less messages directly (0.9 us
+instead of 4.8 us per 100 B message) and a fan-out encodes once (``shared_batch``); the session routes
+once per exchange and routing key per read and waits for durability once per channel and queue set;
+non-durable queues' logs never fsync (RabbitMQ does not persist them either). What remains in the
+profile: the AMQP codec's publish parsing (~35-40%), building deliveries (``frames.deliver``,
+``content_frames``, ~13%), ``pump`` (~12%); in fan-out 4 KiB the four consumers fall behind the
+publisher (the client is the bottleneck there: the broker uses 0.8 cores), so part of their backlog is
+read back from the log.
 """
 
 from __future__ import annotations
