@@ -32,6 +32,12 @@ def msgs(*bodies: str, **kw) -> list[Message]:
     return [Message("rk", b.encode(), exchange="ex", properties=b"\x00\x00", **kw) for b in bodies]
 
 
+@pytest.fixture(autouse=True)
+def own_budget(monkeypatch):
+    """A process-wide byte count of our own, whatever other queues of this process hold."""
+    monkeypatch.setattr(queues_mod, "_recent_total", [0])
+
+
 @pytest.fixture
 def decodes(monkeypatch):
     """Counts batch decodes done by queues."""
