@@ -84,6 +84,15 @@ def test_record_set_shapes(broker):
     assert [m.value for m in got] == [b"x"]
 
 
+def test_zstd_needs_produce_v7(broker):
+    raw = Raw(broker.port("kafka"))
+    create(raw, "zstd-versions")
+    zstd = bytearray(batch(b"z"))
+    zstd[22] |= 4  # compression bits say zstd: refused by version before anything else is looked at
+    assert produce(raw, "zstd-versions", [bytes(zstd)], 6) == [E.UNSUPPORTED_COMPRESSION_TYPE]
+    assert produce(raw, "zstd-versions", [bytes(zstd)], 7) == [E.CORRUPT_MESSAGE]  # v7: on to the CRC
+
+
 def test_batch_sizes_against_topic_limits(broker):
     raw = Raw(broker.port("kafka"))
     # max.message.bytes above segment.bytes: a batch between the two fits no segment.

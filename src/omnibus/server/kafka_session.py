@@ -23,7 +23,8 @@ Semantics follow Apache Kafka 3.x:
 - Produce: acks=0 gets no response; acks=1/-1 are answered once the appended batches are durable under
   the fsync policy. Exactly one record batch per partition (ProduceRequest.validateRecords). Errors:
   UNKNOWN_TOPIC_OR_PARTITION, INVALID_RECORD, CORRUPT_MESSAGE, MESSAGE_TOO_LARGE (max.message.bytes),
-  RECORD_LIST_TOO_LARGE (segment.bytes), INVALID_REQUIRED_ACKS.
+  RECORD_LIST_TOO_LARGE (segment.bytes), UNSUPPORTED_COMPRESSION_TYPE (zstd before v7),
+  INVALID_REQUIRED_ACKS.
 - Fetch: whole batches from the one containing the fetch offset, as many as ``partition_max_bytes`` and
   ``max_bytes`` allow (at least one, KIP-74); OFFSET_OUT_OF_RANGE outside the log; ``min_bytes``/
   ``max_wait_ms`` long-poll woken by appends to the fetched partitions. Bench: bench/kafka.py.
@@ -220,15 +221,18 @@ def _regions_below(log: Any, regions: list, offset: int) -> list:
 HEADER_SIZE_UP_TO_MAGIC = 17
 #: The smallest size field it accepts (LegacyRecord.RECORD_OVERHEAD_V0).
 MIN_RECORD_OVERHEAD = 14
+#: Record batch compression type id of zstd (attributes bits 0-2).
+ZSTD = 4
 
 
-def _one_batch(records: Any) -> int:
+def _one_batch(records: Any, version: int) -> int:
     """Kafka's ProduceRequest.validateRecords (v3+) over one partition's records: the size of the one
     whole record batch they start with, or minus an error code. No whole batch, or a second whole batch
     after it, or magic 0/1: INVALID_RECORD ("Produce requests with version 3+ are only allowed to contain
     exactly one record batch per partition"); a size field below the record overhead or a magic above 2:
-    CORRUPT_MESSAGE. Bytes after the batch that do not make a whole batch are dropped, as Kafka's
-    trimInvalidBytes does. The CRC is checked by the log's append."""
+    CORRUPT_MESSAGE; zstd before Produce v7: UNSUPPORTED_COMPRESSION_TYPE (KIP-110). Bytes after the batch
+    that do not make a whole batch are dropped, as Kafka's trimInvalidBytes does. The CRC is checked by
+    the log's append."""
     n = len(records)
     if n < HEADER_SIZE_UP_TO_MAGIC:
         return -E.INVALID_RECORD
@@ -238,6 +242,8 @@ def _one_batch(records: Any) -> int:
         return -E.CORRUPT_MESSAGE
     if n < size or magic != 2:
         return -E.INVALID_RECORD
+    if version < 7 and records[22] & 7 == ZSTD:  # attributes (int16 at 21): compression in bits 0-2
+        return -E.UNSUPPORTED_COMPRESSION_TYPE
     if n - size >= HEADER_SIZE_UP_TO_MAGIC:
         second = int.from_bytes(records[size + 8:size + 12], "big", signed=True)
         if second < MIN_RECORD_OVERHEAD or records[size + 16] > 2:
@@ -502,7 +508,7 @@ class KafkaSession:
                     code = E.UNKNOWN_TOPIC_OR_PARTITION
                 elif pd.records is None:
                     code = E.CORRUPT_MESSAGE
-                elif (shape := _one_batch(pd.records)) < 0:
+                elif (shape := _one_batch(pd.records, req.api_version)) < 0:
                     code = -shape
                 else:
                     log = topic.partition(pd.index)
