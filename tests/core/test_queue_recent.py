@@ -231,3 +231,39 @@ def test_encode_plain_past_the_small_varints():
 
     messages = [Message(f"k{i % 3}", b"%d" % i, None, b"\x00\x00", 1_700_000_000_000, "x") for i in range(9000)]
     assert bytes(encode_plain(messages)) == messages_to_batch(messages, now_ms=1)
+
+
+def test_a_restored_queue_goes_back_to_the_plain_path_once_its_recovered_messages_are_settled(tmp_path):
+    """Recovered messages may carry their own expiry, so a queue that recovered some is timed; once none
+    of them is ready or in flight any more it is not (no per-message expiry checks, no TTL timer)."""
+    from omnibus.core.queues import HDR_EXPIRES
+
+    clock = ManualClock()
+    q = open_queue(tmp_path / "q", clock)
+    q.publish(msgs("a", "b"))
+    q.publish([Message("rk", b"c", {HDR_EXPIRES: str(clock.now_ms() + 1000)}, exchange="ex")])
+    q.close()
+    q = open_queue(tmp_path / "q", clock)
+    assert q.timed
+    a, b, c = (q.deliver_next() for _ in range(3))
+    q.ack(a.offset)
+    q.ack(b.offset)
+    q.requeue([c.offset])  # a recovered message with its own expiry is ready again
+    q.publish(msgs("new"))
+    q.expire_head()
+    assert q.timed and q.next_expiry() == clock.now_ms() + 1000
+    clock.advance(1000)
+    assert q.expire_head() == 1  # it expires at the head, with no consumer
+    assert not q.timed and q.next_expiry() is None
+    assert q.deliver_next().message.body == b"new"
+    q.close()
+
+    q = open_queue(tmp_path / "q2", clock, arguments={"x-message-ttl": 5000})
+    q.publish(msgs("x"))
+    q.close()
+    q = open_queue(tmp_path / "q2", clock, arguments={"x-message-ttl": 5000})
+    d = q.deliver_next()
+    q.ack(d.offset)
+    q.expire_head()
+    assert q.timed  # its TTL keeps it timed
+    q.close()

@@ -50,7 +50,9 @@ Features (RabbitMQ 3.x classic-queue semantics; arguments arrive validated by th
       ``now >= expiry`` everywhere except in ``deliver_next`` (``now > expiry``, and never for the
       messages of the last ``publish`` until the next ``expire_head``): what a waiting consumer takes right
       after a publish is delivered even with TTL 0, as RabbitMQ hands a message to a waiting consumer
-      before enqueueing it. The session calls ``expire_head`` once it has pumped a publish.
+      before enqueueing it. The session calls ``expire_head`` once it has pumped a publish. A queue that
+      recovered messages at open is timed (they may carry ``HDR_EXPIRES``) only until none of them is
+      ready or in flight; then it takes the plain paths again.
     * Length limits (``x-max-length``, ``x-max-length-bytes``; ready messages only, as RabbitMQ counts):
       ``drop-head`` (default) publishes and then ``enforce_limits`` drops from the head (reason
       ``maxlen``); ``reject-publish(-dlx)``: ``publish_admitted`` refuses a message that would overflow
@@ -311,6 +313,8 @@ class Queue:
         #: the recent cache: (first, end, messages, encoded bytes) of kept appends, ascending
         self._recent: deque[tuple[int, int, Sequence[Message], int]] = deque()
         self._recent_bytes = 0
+        #: timed only because messages were recovered (see ``_end_recovery_timing``)
+        self._timed_for_recovery = False
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -330,6 +334,7 @@ class Queue:
         if count and not self.timed:
             # recovered messages may carry their own expiry (HDR_EXPIRES); check them at the head
             self.mark_timed()
+            self._timed_for_recovery = True
 
     def _add_size(self, offset: int, msg: Message) -> None:
         size = len(msg.body)
@@ -340,6 +345,25 @@ class Queue:
         """Messages of this queue may expire (a publisher sent one with ``HDR_EXPIRES``)."""
         self.timed = True
         self._featured = True
+        self._timed_for_recovery = False
+
+    def _lowest_ready(self) -> int | None:
+        """The smallest ready offset (None if nothing is ready)."""
+        requeued, ready = self._requeued, self._ready
+        if requeued and (not ready or requeued[0] < ready[0][0]):
+            return requeued[0]
+        return ready[0][0] if ready else None
+
+    def _end_recovery_timing(self) -> None:
+        """A queue timed only because it recovered messages (which may carry ``HDR_EXPIRES``) goes back
+        to the plain paths once none of them is ready or in flight any more."""
+        end = self._recovered_end
+        low = self._lowest_ready()
+        if (low is not None and low < end) or any(o < end for o in self._inflight):
+            return
+        self._timed_for_recovery = False
+        self.timed = self.message_ttl is not None
+        self._featured = self.timed or self._sizes is not None
 
     def touch(self) -> None:
         """The queue was used (declared, consumed from, basic.get): restart its x-expires period."""
@@ -568,14 +592,17 @@ class Queue:
         while True:
             offset = self.peek_offset()
             if offset is None:
-                return n
+                break
             msg = self._read(offset)
             exp = self.expiry_of(msg)
             if exp is None or exp > now:
-                return n
+                break
             self._take()
             self._settle_dead(offset, msg, EXPIRED)
             n += 1
+        if self._timed_for_recovery:
+            self._end_recovery_timing()
+        return n
 
     def _settle_dead(self, offset: int, msg: Message, reason: str) -> None:
         """A message taken from the ready set dies: settle it and hand it to the dead-letter exchange."""
@@ -771,6 +798,15 @@ class PriorityQueue(Queue):
         self._ready_count = count
         if count and not self.timed:
             self.mark_timed()
+            self._timed_for_recovery = True
+
+    def _lowest_ready(self) -> int | None:
+        low = None
+        for runs, heap in self._levels:
+            for cand in (runs[0][0] if runs else None, heap[0] if heap else None):
+                if cand is not None and (low is None or cand < low):
+                    low = cand
+        return low
 
     @staticmethod
     def _push_run(runs: deque[list[int]], off: int) -> None:
