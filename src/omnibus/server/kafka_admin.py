@@ -16,7 +16,8 @@ Semantics and error texts follow Apache Kafka 3.x in KRaft mode (``ControllerApi
 - AlterConfigs replaces a topic's overrides; IncrementalAlterConfigs applies SET/DELETE/APPEND/SUBTRACT
   (APPEND/SUBTRACT only on LIST configs). Both honour ``validate_only``; broker configs cannot change
   dynamically here.
-- DeleteRecords moves the low watermark (-1 = the high watermark); OFFSET_OUT_OF_RANGE past it.
+- DeleteRecords moves the low watermark (-1 = the high watermark); OFFSET_OUT_OF_RANGE past it;
+  POLICY_VIOLATION on a topic whose cleanup.policy lacks delete (compact only).
 - :class:`LogCleaner` compacts the partitions of ``cleanup.policy=compact`` topics every
   ``LOG_CLEANER_BACKOFF_MS`` (Kafka log.cleaner.backoff.ms) with storage/compaction.py, the segment
   rewriting in a worker thread.
@@ -459,10 +460,14 @@ def delete_records(session: "KafkaSession", req: "Request") -> None:
             else:
                 log = topic.partition(p.partition_index)
                 offset = log.end_offset if p.offset == _HIGH_WATERMARK else p.offset
-                try:
-                    low = log.delete_records(offset)
-                except OffsetOutOfRangeError:
-                    code = E.OFFSET_OUT_OF_RANGE
+                if "delete" not in topic.config.configs.get("cleanup.policy", "delete"):
+                    # Kafka Partition.deleteRecordsOnLeader: "... can not be deleted due to the configured policy"
+                    code = E.POLICY_VIOLATION
+                else:
+                    try:
+                        low = log.delete_records(offset)
+                    except OffsetOutOfRangeError:
+                        code = E.OFFSET_OUT_OF_RANGE
             parts.append(R.DeleteRecordsPartitionResult(partition_index=p.partition_index, low_watermark=low,
                                                         error_code=code))
         out.append(R.DeleteRecordsTopicResult(name=t.name, partitions=parts))

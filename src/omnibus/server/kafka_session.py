@@ -53,7 +53,8 @@ from omnibus.core.topics import (InvalidTopicConfig, Topic, TopicConfig, log_ove
                                   validate_topic_configs)
 from omnibus.storage.files import FileRegion
 from omnibus.storage.log import RecordTooLargeError
-from omnibus.storage.records import CONTROL_BIT, TRANSACTIONAL_BIT, StorageError, read_header
+from omnibus.storage.records import (COMPRESSION_GZIP, COMPRESSION_MASK, COMPRESSION_NONE, CONTROL_BIT,
+                                     TRANSACTIONAL_BIT, StorageError, decode_records, read_header)
 from omnibus.wire.kafka import errors as E
 from omnibus.wire.kafka import messages as M
 from omnibus.wire.kafka.connection import KafkaConnection, Request
@@ -256,6 +257,37 @@ def _one_batch(records: Any, version: int) -> int:
 #: Requests handled at once even while earlier requests of their connection are in progress: the data path
 #: stays pipelined (a log orders its own appends and reads). Any other request waits, see KafkaSession._admit.
 PIPELINED = frozenset((M.PRODUCE, M.FETCH))
+
+
+def _topic_refusal(cfg: dict, acks: int, records: Any, topic: str, partition: int
+                   ) -> tuple[int, str, list[tuple[int, str]]] | None:
+    """What Kafka refuses because of a topic's configs (only topics with overrides get here): with
+    acks=all, fewer in-sync replicas (one, here) than ``min.insync.replicas`` is NOT_ENOUGH_REPLICAS
+    (Partition.appendRecordsToLeader); on a compacted topic a record without a key is INVALID_RECORD
+    (LogValidator.validateKey, with the per-record errors of v8+). Records are decoded for the key check
+    only on compacted topics, and only when the core can decode their codec (none, gzip); other codecs
+    are stored unchecked (the cleaner drops keyless records). Returns (code, message, record errors)."""
+    if acks == -1:
+        try:
+            min_isr = int(cfg.get("min.insync.replicas", 1))
+        except ValueError:
+            min_isr = 1
+        if min_isr > 1:
+            return (E.NOT_ENOUGH_REPLICAS, f"The size of the current ISR Set(0) is insufficient to satisfy the "
+                                           f"min.isr requirement of {min_isr} for partition {topic}-{partition}", [])
+    if "compact" in cfg.get("cleanup.policy", "") and \
+            read_header(records).attributes & COMPRESSION_MASK in (COMPRESSION_NONE, COMPRESSION_GZIP):
+        try:
+            decoded = decode_records(records, validate=False)
+        except StorageError:
+            return None  # the append reports it as CORRUPT_MESSAGE
+        bad = [(i, f"Compacted topic cannot accept message without key in topic partition {topic}-{partition}")
+               for i, (_, r) in enumerate(decoded) if r.key is None]
+        if bad:
+            first = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in bad[:3])
+            return (E.INVALID_RECORD, f"One or more records have been rejected due to {len(bad)} record errors "
+                                      f"in total, and only showing the first three errors at most: [{first}]", bad)
+    return None
 
 
 class _Slot:
@@ -532,6 +564,15 @@ class KafkaSession:
                     if code:
                         parts.append(R.PartitionProduceResponse(index=pd.index, error_code=code, base_offset=base,
                                                                 log_append_time_ms=-1, log_start_offset=start))
+                        continue
+                    cfg = topic.config.configs
+                    if cfg and (refusal := _topic_refusal(cfg, acks, records, td.name, pd.index)) is not None:
+                        # Kafka: acks=all below min.insync.replicas; keyless records on a compacted topic
+                        parts.append(R.PartitionProduceResponse(
+                            index=pd.index, error_code=refusal[0], base_offset=-1, log_append_time_ms=-1,
+                            log_start_offset=-1, error_message=refusal[1],
+                            record_errors=[R.BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m)
+                                           for i, m in refusal[2]]))
                         continue
                     if log.config.segment_bytes < shape <= log.config.max_batch_bytes:
                         # Kafka UnifiedLog.append: a batch no segment can hold (RecordBatchTooLargeException)

@@ -27,7 +27,7 @@ await runKafka(async (kafka) => {
     };
     const before = await describe();
     await admin.alterConfigs({ validateOnly: false, resources: [
-      { type: ConfigResourceTypes.TOPIC, name: "kjs-admin", configEntries: [{ name: "cleanup.policy", value: "compact" }] }] });
+      { type: ConfigResourceTypes.TOPIC, name: "kjs-admin", configEntries: [{ name: "cleanup.policy", value: "compact,delete" }] }] });
     const after = await describe();
     let invalid = null;
     try {
@@ -38,7 +38,7 @@ await runKafka(async (kafka) => {
     }
     const producer = kafka.producer();
     await producer.connect();
-    await producer.send({ topic: "kjs-admin", messages: Array.from({ length: 10 }, (_, i) => ({ value: `v${i}`, partition: 0 })) });
+    await producer.send({ topic: "kjs-admin", messages: Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `v${i}`, partition: 0 })) });
     await producer.disconnect();
     await admin.deleteTopicRecords({ topic: "kjs-admin", partitions: [{ partition: 0, offset: "4" }] });
     const offsets = await admin.fetchTopicOffsets("kjs-admin");
