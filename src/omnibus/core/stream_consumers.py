@@ -776,6 +776,10 @@ def _cmp(cfg: ConsumerConfig) -> dict[str, Any]:
 # -- values handed out -----------------------------------------------------------------------------------
 
 
+#: Builds NamedTuples without their generated Python ``__new__`` (hot paths: one per delivery).
+_new_tuple = tuple.__new__
+
+
 class Delivered(NamedTuple):
     """One delivery. ``pending`` is num_pending after it (the ack reply's last token); ``timestamp``
     is the message's store time in ms (the reply carries ns: multiply by 1e6)."""
@@ -1335,7 +1339,8 @@ class Consumer:
                     pending[seq] = [dseq, now]
                 else:
                     p[1] = now
-            out.append(Delivered(seq, dseq, dc, self._np, subject, payload, headers, msg.timestamp_ms))  # type: ignore[union-attr]
+            out.append(_new_tuple(Delivered, (seq, dseq, dc, self._np, subject, payload, headers,
+                                              msg.timestamp_ms)))  # type: ignore[union-attr]
             if ack == "none" and self._retention != "limits":
                 stream.ack_msg(seq, self)
             if max_bytes and left <= 0:

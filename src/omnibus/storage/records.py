@@ -472,6 +472,7 @@ def decode_records(batch, *, validate: bool = True) -> list[tuple[int, Record]]:
     if type(data) is not bytes:
         data = bytes(data[:end])
     varint = decode_varint
+    new_record = tuple.__new__  # the NamedTuple's own __new__ is a Python call per record
     out: list[tuple[int, Record]] = []
     append = out.append
     try:
@@ -566,7 +567,8 @@ def decode_records(batch, *, validate: bool = True) -> list[tuple[int, Record]]:
                 headers = tuple(hl)
             if pos != rend:
                 raise CorruptBatchError("record length does not match its fields")
-            append((base_offset + off_delta, Record(key, value, headers, lat if lat is not None else base_ts + ts_delta)))
+            append((base_offset + off_delta,
+                    new_record(Record, (key, value, headers, lat if lat is not None else base_ts + ts_delta))))
     except (IndexError, UnicodeDecodeError) as e:
         raise CorruptBatchError(f"malformed record: {e}") from None
     if pos != end:
