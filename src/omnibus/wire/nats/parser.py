@@ -457,9 +457,12 @@ class NatsParser:
                             if np == 3 and subject_b:
                                 subject = subject_b.decode("utf-8", "surrogateescape")
                                 reply = None
-                                if len(cache) >= PUB_LINE_CACHE_SIZE:
-                                    cache.clear()
-                                cache[line] = (subject, size, hdr)
+                                # JetStream acks ($JS.ACK.<stream>.<consumer>.<n>.<seq>...) are never
+                                # repeated: caching them would only churn the cache.
+                                if not subject_b.startswith(b"$JS.ACK."):
+                                    if len(cache) >= PUB_LINE_CACHE_SIZE:
+                                        cache.clear()
+                                    cache[line] = (subject, size, hdr)
                             elif np == 4 and subject_b and parts[2]:
                                 subject = subject_b.decode("utf-8", "surrogateescape")
                                 reply = parts[2].decode("utf-8", "surrogateescape")
