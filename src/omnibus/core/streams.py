@@ -746,6 +746,10 @@ class PubAck(NamedTuple):
     offset: int = -1
 
 
+#: Builds NamedTuples without their generated Python ``__new__`` (hot path: one per stored message).
+_new_tuple = tuple.__new__
+
+
 class Publish(NamedTuple):
     """One message of an ``append_many`` call. Options left as None are read from ``headers``
     (Nats-Msg-Id, Nats-Expected-*, Nats-Rollup), so a session can pass the publish through as is."""
@@ -1152,7 +1156,7 @@ class Stream:
         st.count += 1
         st.last = seq
         st.last_stale = False
-        records.append(Record(key, payload, pairs, now))
+        records.append(_new_tuple(Record, (key, payload, pairs, now)))
         self._staged_bytes += approx
         self._last_msg_id = msg_id or ""
         if msg_id and cfg.duplicate_window > 0:
@@ -1175,7 +1179,7 @@ class Stream:
             self._purge_filtered(subject, keep=1, below=0)
         elif rollup == ROLLUP_ALL:
             self._compact(seq)
-        return PubAck(cfg.name, seq, False, seq - 1 - self._shift)
+        return _new_tuple(PubAck, (cfg.name, seq, False, seq - 1 - self._shift))
 
     def _check_expectations(self, pub: Publish, hd: dict[str, bytes]) -> tuple[str | None, str | None]:
         """Expected stream / last subject sequence / last sequence, in nats-server's order; returns

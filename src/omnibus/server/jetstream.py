@@ -456,21 +456,47 @@ class JetStreamAPI:
             if outcome.messages:
                 outcome.request.last_hb_ms = consumer.clock.now_ms()
             subs = list(self.router.trie.match(inbox).values())
-            for sseq, cseq, dc, pending, subject, payload, headers, ts in outcome.messages:
-                ack = f"{prefix}{dc}.{sseq}.{cseq}.{ts * 1_000_000}.{pending}"
-                block = sc.encode_header_block(headers) if headers else None
-                for sub in subs:
-                    if block:
-                        data = hmsg(subject, sub.sid_b, ack, block, payload)
+            if len(subs) == 1 and not subs[0].max_msgs and not subs[0].session.closed:
+                # One subscriber without auto-unsubscribe (the usual fetch inbox): one write for the lot.
+                sub = subs[0]
+                sid = sub.sid_b
+                frames = []
+                size = 0
+                for sseq, cseq, dc, pending, subject, payload, headers, ts in outcome.messages:
+                    ack = f"{prefix}{dc}.{sseq}.{cseq}.{ts * 1_000_000}.{pending}"
+                    if headers:
+                        frames.append(hmsg(subject, sid, ack, sc.encode_header_block(headers), payload))
                     else:
-                        data = msg(subject, sub.sid_b, ack, payload)
-                    sub.session._deliver(sub, data, len(payload))
+                        frames.append(msg(subject, sid, ack, payload))
+                    size += len(payload)
+                if frames:
+                    session = sub.session
+                    session.conn.write(b"".join(frames))
+                    session.out_msgs += len(frames)
+                    session.out_bytes += size
+                    sub.delivered += len(frames)
+            elif subs:
+                for sseq, cseq, dc, pending, subject, payload, headers, ts in outcome.messages:
+                    ack = f"{prefix}{dc}.{sseq}.{cseq}.{ts * 1_000_000}.{pending}"
+                    block = sc.encode_header_block(headers) if headers else None
+                    for sub in subs:
+                        if block:
+                            data = hmsg(subject, sub.sid_b, ack, block, payload)
+                        else:
+                            data = msg(subject, sub.sid_b, ack, payload)
+                        sub.session._deliver(sub, data, len(payload))
             if outcome.finished == sc.PULL_NO_MESSAGES:
                 self._status(inbox, 404, "No Messages")
             elif outcome.finished == sc.PULL_EXPIRED:
                 self._pull_status(outcome.request, 408, "Request Timeout")
             elif outcome.finished == sc.PULL_MAX_BYTES:
                 self._pull_status(outcome.request, 409, "Message Size Exceeds MaxBytes")
+
+    def ack(self, subject: str, reply: str | None, payload: bytes) -> None:
+        """A PUB to ``$JS.ACK.>`` straight from the NATS session (the hot path of every consumer)."""
+        if self._staged:  # acks see every publish that came before them
+            self._flush_staged()
+        self._ack(subject, reply, payload)
 
     def _ack(self, subject: str, reply: str | None, payload: bytes) -> None:
         tokens = subject[len(ACK_PREFIX):].split(".")

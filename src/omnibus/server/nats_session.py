@@ -360,6 +360,9 @@ class NatsSession:
         self.in_bytes += size
         router = self.router
         js = router.jetstream
+        if subject[0] == "$" and subject.startswith("$JS.ACK."):  # hot path: a JetStream ack
+            js.ack(subject, reply, payload)
+            return
         if (subject[0] == "$" or js.streams) and js.handles(subject):
             if js.publish(self, subject, reply, headers, payload):
                 return  # an API request or an ack, answered by JetStream
