@@ -489,44 +489,26 @@ class Queue:
     # -- deliver -------------------------------------------------------------------------------
 
     def deliver_next(self) -> Delivery | None:
-        """Take the first ready message (in offset order), mark it in flight, read it from the log.
-        Expired heads are dropped on the way (never delivered). None if nothing is ready. Hot path."""
-        requeued = self._requeued
-        ready = self._ready
+        """Take the first ready message (in offset order; by priority level in PriorityQueue, whose
+        ``_take`` decides), mark it in flight, read it from the log. Expired heads are dropped on the way
+        (never delivered). None if nothing is ready. Hot path."""
         while True:
-            if requeued and (not ready or requeued[0] < ready[0][0]):
-                offset = heapq.heappop(requeued)
-                count = self._counts.pop(offset, 0) + 1
-            elif ready:
-                run = ready[0]
-                offset = run[0]
-                if offset + 1 == run[1]:
-                    ready.popleft()
-                else:
-                    run[0] = offset + 1
-                self._ready_count -= 1
-                count = 1
-            else:
+            taken = self._take()
+            if taken is None:
                 return None
+            offset, count = taken
             msg = self._read(offset)
-            if self._featured or msg.headers is not None:
-                if self._taken_is_dead(offset, msg, count):
-                    continue
+            if (self._featured or msg.headers is not None) and self._expired(offset, msg):
+                self._settle_dead(offset, msg, EXPIRED)
+                continue
             self._inflight[offset] = count
             return Delivery(offset, msg, count, count > 1 or offset < self._recovered_end)
 
-    def _taken_is_dead(self, offset: int, msg: Message, count: int) -> bool:
-        """Feature checks for a message just taken from the ready set: byte accounting, and expiry
-        (then it is settled as dead and True returned)."""
-        if self._sizes is not None:
-            self._ready_bytes -= self._sizes.pop(offset, 0)
+    def _expired(self, offset: int, msg: Message) -> bool:
+        """Whether a message just taken from the ready set is past its expiry (and not one the last
+        publish keeps deliverable to a waiting consumer, see ``_fresh``)."""
         exp = self.expiry_of(msg)
-        if exp is not None and exp < self.clock.now_ms() and not self._fresh[0] <= offset < self._fresh[1]:
-            self._counts.pop(offset, None)
-            self.acks.ack(offset)
-            self._dead(msg, EXPIRED)
-            return True
-        return False
+        return exp is not None and exp < self.clock.now_ms() and not self._fresh[0] <= offset < self._fresh[1]
 
     def expiry_of(self, msg: Message) -> int | None:
         """When ``msg`` expires in this queue (ms since the epoch), or None."""
@@ -857,20 +839,6 @@ class PriorityQueue(Queue):
         if self._sizes is not None:
             self._ready_bytes -= self._sizes.pop(offset, 0)
         return offset, count
-
-    def deliver_next(self) -> Delivery | None:
-        while True:
-            taken = self._take()
-            if taken is None:
-                return None
-            offset, count = taken
-            msg = self._read(offset)
-            exp = self.expiry_of(msg) if (self.timed or msg.headers is not None) else None
-            if exp is not None and exp < self.clock.now_ms() and not self._fresh[0] <= offset < self._fresh[1]:
-                self._settle_dead(offset, msg, EXPIRED)
-                continue
-            self._inflight[offset] = count
-            return Delivery(offset, msg, count, count > 1 or offset < self._recovered_end)
 
     def _give_back(self, offset: int, count: int) -> None:
         self._counts[offset] = count
