@@ -535,6 +535,7 @@ class AmqpBroker:
             return self._pump_stream(name, queue, consumers)
         n = len(consumers)
         rr = self.rr.get(name, 0)
+        send = self._send
         while queue.message_count:
             for i in range(n):
                 c = consumers[(rr + i) % n]
@@ -546,18 +547,7 @@ class AmqpBroker:
             d = queue.deliver_next()
             if d is None:
                 break
-            ch = c.channel
-            tag = ch.next_tag
-            ch.next_tag = tag + 1
-            msg = d.message
-            if c.no_ack:
-                queue.ack(d.offset)
-            else:
-                ch.unacked[tag] = (name, d.offset, c)
-                c.unacked += 1
-            session = ch.session
-            session.conn.write(session.amqp.deliver(ch.id, c.tag, tag, d.redelivered, msg.exchange,
-                                                    msg.routing_key, msg.properties, bytes(msg.body)))
+            send(c, name, queue, d)
         self.rr[name] = rr
 
     def _pump_stream(self, name: str, queue: StreamQueue, consumers: list[Consumer]) -> None:
