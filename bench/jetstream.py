@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import orjson
+import uvloop  # a dependency of omnibus: the load generator runs on it
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -268,12 +269,7 @@ def main() -> None:
             urls[s], pids[s] = srv.url, srv.pid
         print(f"bench: {', '.join(f'{k} at {v}' for k, v in urls.items())}; omnibus fsync={args.fsync}; "
               f"{'quick' if args.quick else 'full'} run, {os.cpu_count()} CPUs", file=sys.stderr)
-        try:
-            import uvloop
-            runner = uvloop.run
-        except ImportError:  # pragma: no cover
-            runner = asyncio.run
-        rows = runner(run_all(urls, payloads, args.quick, pids))
+        rows = uvloop.run(run_all(urls, payloads, args.quick, pids))
         print_table(rows, list(urls))
     finally:
         for srv in started:

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvloop  # a dependency of omnibus: the load generator runs on it
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -494,12 +496,7 @@ def main() -> None:
                 ap.error(f"unknown server {s!r}")
         print(f"bench: {', '.join(f'{k} at {v}' for k, v in urls.items())}; "
               f"{'quick' if args.quick else 'full'} run, {os.cpu_count()} CPUs", file=sys.stderr)
-        try:
-            import uvloop
-            runner = uvloop.run
-        except ImportError:  # pragma: no cover
-            runner = asyncio.run
-        rows = runner(run_all(urls, payloads, args.quick, pids))
+        rows = uvloop.run(run_all(urls, payloads, args.quick, pids))
         print_table(rows, list(urls))
     finally:
         for srv in started:
