@@ -76,18 +76,15 @@ changing them (the codec and log underneath are measured by ``python bench/stora
 from __future__ import annotations
 
 import heapq
-import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
-
-from crc32c import crc32c
 
 from omnibus.core.clock import Clock
 from omnibus.core.messages import HDR_EXCHANGE, HDR_PROPERTIES, Message, batch_to_messages, messages_to_batch
 from omnibus.storage.acks import QueueAcks
 from omnibus.storage.log import Log
-from omnibus.storage.records import HEADER, HEADER_SIZE, LOG_OVERHEAD, MAGIC, BatchHeader, encode_varint
+from omnibus.storage.records import HEADER, HEADER_SIZE, LOG_OVERHEAD, MAGIC, BatchHeader, encode_varint, seal_crc
 
 __all__ = ["Delivery", "Queue", "PriorityQueue", "open_queue_class", "READER_RESTART_GAP", "HDR_EXPIRES",
            "HDR_PRIORITY", "DROP_HEAD", "REJECT_PUBLISH", "REJECT_PUBLISH_DLX", "shared_batch",
@@ -158,8 +155,6 @@ _PLAIN_PREFIX: list[bytes] = []
 _HDR_X = encode_varint(len(HDR_EXCHANGE.encode())) + HDR_EXCHANGE.encode()
 _HDR_P = encode_varint(len(HDR_PROPERTIES.encode())) + HDR_PROPERTIES.encode()
 _NO_HEADERS = encode_varint(0)
-_CRC_AT, _CRC_FROM = 17, 21  # storage/records.py: where the CRC sits in the batch header, where it starts
-_U32 = struct.Struct(">I")
 
 
 def encode_plain(messages: Sequence[Message]) -> bytearray:
@@ -206,8 +201,7 @@ def encode_plain(messages: Sequence[Message]) -> bytearray:
     parts[0] = HEADER.pack(0, HEADER_SIZE - LOG_OVERHEAD + size, -1, MAGIC, 0, 0, n - 1, base_ts, max_ts,
                            -1, -1, -1, n)
     batch = bytearray().join(parts)  # one copy of the bodies; the CRC is patched in place
-    with memoryview(batch) as view:
-        _U32.pack_into(batch, _CRC_AT, crc32c(view[_CRC_FROM:]))
+    seal_crc(batch)
     return batch
 
 

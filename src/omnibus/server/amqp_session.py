@@ -88,8 +88,7 @@ from omnibus.core.stream_queues import StreamQueue, is_stream, parse_max_age
 from omnibus.core.routing.exchanges import (AMQ_TOPIC, DEFAULT_EXCHANGE, ExchangeError, ExchangeInUse,
                                             ExchangeNotFound, ExchangeRef, InequivalentExchange,
                                             InvalidBinding, ReservedExchange, UnknownExchangeType)
-from omnibus.core.vhost import (DEFAULT_VHOST, InequivalentQueue, QueueError, QueueInUse, QueueNotEmpty,
-                                QueueNotFound)
+from omnibus.core.vhost import (DEFAULT_VHOST, InequivalentQueue, QueueError, QueueInUse, QueueNotEmpty)
 from omnibus.wire.amqp import frames as fr
 from omnibus.wire.amqp import methods as m
 from omnibus.wire.amqp.connection import AMQPConnection, MethodFrame, ProtocolHeader, Publish

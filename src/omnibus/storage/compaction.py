@@ -66,11 +66,13 @@ from .records import (
     MAGIC,
     BatchHeader,
     CorruptBatchError,
-    StorageError,
     UnsupportedCompressionError,
     decode_records,
+    _CRC_AT,
+    _CRC_FROM,
     encode_varint,
     read_header,
+    seal_crc,
 )
 from .index import MAX_RELATIVE_OFFSET
 from .segment import DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, segment_path
@@ -84,8 +86,6 @@ READ_CHUNK = 1 << 20
 _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
 _LAST_OFFSET_DELTA_AT = 23
-_CRC_AT = 17
-_CRC_FROM = 21
 #: Kafka DefaultRecordBatch.DELETE_HORIZON_FLAG_MASK (KIP-534): baseTimestamp holds the delete horizon.
 DELETE_HORIZON_BIT = 0x40
 
@@ -259,7 +259,7 @@ def _stretch(batch: bytes, last_offset: int) -> bytes:
     b = bytearray(batch)
     h = read_header(b)
     _I32.pack_into(b, _LAST_OFFSET_DELTA_AT, last_offset - h.base_offset)
-    _U32.pack_into(b, _CRC_AT, crc32c(memoryview(b)[_CRC_FROM:]))
+    seal_crc(b)
     return bytes(b)
 
 
@@ -267,7 +267,7 @@ def _empty_batch(base: int, last_offset: int) -> bytes:
     """A header-only batch (recordsCount 0) covering [base, last_offset]: what Kafka's cleaner leaves too."""
     head = bytearray(HEADER.pack(base, HEADER_SIZE - LOG_OVERHEAD, -1, MAGIC, 0, 0, last_offset - base, -1, -1, -1,
                                  -1, -1, 0))
-    _U32.pack_into(head, _CRC_AT, crc32c(memoryview(head)[_CRC_FROM:]))
+    seal_crc(head)
     return bytes(head)
 
 

@@ -39,6 +39,7 @@ from typing import Iterable, NamedTuple
 from crc32c import crc32c
 
 __all__ = [
+    "seal_crc",
     "HEADER",
     "HEADER_SIZE",
     "LOG_OVERHEAD",
@@ -237,6 +238,13 @@ def patch_base_offset(buf, base_offset: int) -> None:
     _I64.pack_into(buf, _BASE_OFFSET_AT, base_offset)
 
 
+def seal_crc(buf) -> None:
+    """Recompute, in place, the CRC of the one batch in writable ``buf`` after its header fields or
+    records were written or changed (the CRC covers attributes .. end)."""
+    with memoryview(buf) as mv:
+        _U32.pack_into(buf, _CRC_AT, crc32c(mv[_CRC_FROM:]))
+
+
 def set_log_append_time(buf, timestamp_ms: int) -> None:
     """Mark the batch LogAppendTime with ``timestamp_ms``, in place: sets attribute bit 3, rewrites
     maxTimestamp (Kafka's DefaultRecordBatch.setMaxTimestamp; record deltas are left alone, readers use
@@ -244,8 +252,7 @@ def set_log_append_time(buf, timestamp_ms: int) -> None:
     (attributes,) = _I16.unpack_from(buf, _ATTRIBUTES_AT)
     _I16.pack_into(buf, _ATTRIBUTES_AT, attributes | TIMESTAMP_TYPE_BIT)
     _I64.pack_into(buf, _MAX_TIMESTAMP_AT, timestamp_ms)
-    mv = memoryview(buf)
-    _U32.pack_into(buf, _CRC_AT, crc32c(mv[_CRC_FROM:]))
+    seal_crc(buf)
 
 
 def patched_header(batch: memoryview, base_offset: int, log_append_time_ms: int | None) -> bytearray:

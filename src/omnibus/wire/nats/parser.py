@@ -404,7 +404,6 @@ class NatsParser:
         self._need = 0
         append = out.append
         find = buf.find
-        startswith = buf.startswith
         max_payload = self.max_payload
         if max_payload < 0:
             max_payload = _UNLIMITED
