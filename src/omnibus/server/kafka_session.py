@@ -200,24 +200,6 @@ class KafkaBroker:
                 fetch.wake()
 
 
-def _regions_below(log: Any, regions: list, offset: int) -> list:
-    """``regions`` (whole batches from a fetch offset below ``offset``) cut at the batch starting at
-    ``offset`` (an LSO: always a batch boundary). Uses the log's segment lookup (storage internals, read-only)."""
-    seg = log._segments[log._segment_index(offset)]
-    found = seg.find_batch(offset)
-    if found is None:
-        return regions
-    cut = found[0]
-    out = []
-    for r in regions:
-        if r.fd == seg.fd:
-            if r.position < cut:
-                out.append(FileRegion(r.fd, r.position, min(r.size, cut - r.position)))
-            break
-        out.append(r)
-    return out
-
-
 #: Kafka's batch iterator (ByteBufferLogInputStream) needs this much to read a batch's size and magic.
 HEADER_SIZE_UP_TO_MAGIC = 17
 #: The smallest size field it accepts (LegacyRecord.RECORD_OVERHEAD_V0).
@@ -671,9 +653,7 @@ class KafkaSession:
                 aborted = []
                 limit = min(fp.partition_max_bytes, budget - total)
                 if fp.fetch_offset < upto and (limit > 0 or total == 0):
-                    regions = log.read(fp.fetch_offset, max(limit, 1))
-                    if upto < end:
-                        regions = _regions_below(log, regions, upto)
+                    regions = log.read(fp.fetch_offset, max(limit, 1), below=upto if upto < end else None)
                     records = [Region(r.fd, r.position, r.size) for r in regions]
                     total += sum(r.size for r in regions)
                     if committed:

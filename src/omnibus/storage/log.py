@@ -494,16 +494,17 @@ class Log:
         i = bisect_right(self._bases, offset) - 1
         return i if i > 0 else 0
 
-    def read(self, offset: int, max_bytes: int) -> list[FileRegion]:
+    def read(self, offset: int, max_bytes: int, below: int | None = None) -> list[FileRegion]:
         """File regions of whole batches, starting with the batch that contains ``offset`` (which may
         begin before it), up to ``max_bytes`` in total but always at least one batch (KIP-74). Empty at
-        the end of the log. Regions may span segments (one region per segment).
+        the end of the log. Regions may span segments (one region per segment). With ``below`` (an
+        offset where a batch starts, e.g. Kafka's last stable offset), nothing from that batch on.
 
         A region's fd stays valid until its segment is deleted plus ``file_delete_delay_ms``, or the
         log is closed. Event-loop thread only.
         """
         self._check_offset(offset)
-        if offset == self._end_offset:
+        if offset == self._end_offset or (below is not None and offset >= below):
             return []
         segments = self._segments
         i = self._segment_index(offset)
@@ -525,7 +526,25 @@ class Log:
             i += 1
             if i < len(segments):
                 offset = segments[i].base_offset
+        if below is not None and below < self._end_offset:
+            regions = self._cut_at(regions, below)
         return regions
+
+    def _cut_at(self, regions: list[FileRegion], offset: int) -> list[FileRegion]:
+        """``regions`` without the batch that starts at ``offset`` and everything after it."""
+        seg = self._segments[self._segment_index(offset)]
+        found = seg.find_batch(offset)
+        if found is None:
+            return regions
+        cut = found[0]
+        out = []
+        for r in regions:
+            if r.fd == seg.fd:
+                if r.position < cut:
+                    out.append(FileRegion(r.fd, r.position, min(r.size, cut - r.position)))
+                break
+            out.append(r)
+        return out
 
     def read_bytes(self, offset: int, max_bytes: int) -> bytes:
         """Like :meth:`read` but copied into one bytes object with pread."""
